@@ -1,0 +1,3 @@
+from waveletflow.cli import main
+
+raise SystemExit(main())

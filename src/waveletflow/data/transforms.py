@@ -1,0 +1,73 @@
+"""Turning uint8 images into model inputs and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from waveletflow.errors import UserInputError
+
+
+def _check_bits(n_bits: int) -> None:
+    if not 1 <= int(n_bits) <= 8:
+        raise UserInputError(f"n_bits must be between 1 and 8, got {n_bits}")
+
+
+def to_tensor(x: np.ndarray | Tensor) -> Tensor:
+    """uint8 NHWC (numpy or torch) → integer NCHW tensor (int64 values, no scaling)."""
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+    if t.dim() != 4:
+        raise UserInputError(f"expected images of shape (N, H, W, C), got shape {tuple(t.shape)}")
+    return t.permute(0, 3, 1, 2).to(torch.int64)
+
+
+def reduce_bits(k: Tensor, from_bits: int, to_bits: int) -> Tensor:
+    """Drop the low bits of integer pixels (Glow's ``n_bits`` reduction): ``k >> (from_bits − to_bits)``."""
+    _check_bits(to_bits)
+    if to_bits > from_bits:
+        raise UserInputError(f"cannot raise the bit depth from {from_bits} to {to_bits}")
+    return torch.div(k, 2 ** (from_bits - to_bits), rounding_mode="floor")
+
+
+def dequantize(k: Tensor, n_bits: int, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
+    """Uniform dequantisation ``x = (k + u) / 2^n_bits`` with ``u ~ U(0, 1)``; x lies in ``[0, 1)``.
+
+    >>> x = dequantize(torch.tensor([[[[0, 31]]]]), n_bits=5)
+    >>> bool((x >= 0).all() and (x < 1).all())
+    True
+    """
+    _check_bits(n_bits)
+    if int(k.min()) < 0 or int(k.max()) >= 2**n_bits:
+        raise UserInputError(f"pixel values must lie in 0..{2**n_bits - 1} for n_bits={n_bits}")
+    u = torch.rand(k.shape, generator=generator, dtype=dtype, device=k.device)
+    x = (k.to(dtype) + u) / 2**n_bits
+    # float rounding can land exactly on 1.0 for k = 2^n − 1 and u close to 1
+    return x.clamp_max(1.0 - torch.finfo(dtype).eps)
+
+
+def quantize(x: Tensor, n_bits: int) -> Tensor:
+    """Inverse of dequantisation: the bin index ``floor(x · 2^n_bits)`` clipped to the valid range (int64)."""
+    _check_bits(n_bits)
+    return torch.floor(x * 2**n_bits).clamp(0, 2**n_bits - 1).to(torch.int64)
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Flip each image horizontally with probability 1/2 (NCHW)."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    out = x.clone()
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def random_crop(x: Tensor, size: int | tuple[int, int], generator: torch.Generator | None = None) -> Tensor:
+    """A random crop of ``size`` from each image (NCHW), positions drawn independently per image."""
+    ch, cw = (size, size) if isinstance(size, int) else size
+    n, _, h, w = x.shape
+    if ch > h or cw > w:
+        raise UserInputError(f"crop {ch}×{cw} is larger than the image {h}×{w}")
+    if (ch, cw) == (h, w):
+        return x
+    ys = torch.randint(0, h - ch + 1, (n,), generator=generator).tolist()
+    xs = torch.randint(0, w - cw + 1, (n,), generator=generator).tolist()
+    return torch.stack([x[i, :, y : y + ch, xx : xx + cw] for i, (y, xx) in enumerate(zip(ys, xs))])

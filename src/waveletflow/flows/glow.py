@@ -1,0 +1,159 @@
+"""Glow steps (ActNorm → 1×1 conv → coupling), stacks of K steps, and the multi-scale Glow."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from waveletflow.errors import UserInputError
+from waveletflow.layers import ActNorm, AffineCoupling, InvConv1x1, InvertibleLayer, Sequential, SplitPrior, Squeeze
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def standard_normal_logp(z: Tensor) -> Tensor:
+    """Per-sample ``log N(z; 0, I)`` summed over every non-batch axis."""
+    return (-0.5 * z.pow(2) - _HALF_LOG_2PI).reshape(z.shape[0], -1).sum(dim=1)
+
+
+class FlowStep(Sequential):
+    """One Glow step: ActNorm → invertible 1×1 conv → (conditional) coupling."""
+
+    def __init__(
+        self,
+        num_channels: int,
+        cond_channels: int = 0,
+        width: int = 64,
+        n_blocks: int = 1,
+        coupling: str = "affine",
+        lu: bool = True,
+        parity: int = 0,
+    ):
+        mask = "channel" if num_channels > 1 else "checkerboard"
+        super().__init__(
+            [
+                ActNorm(num_channels),
+                InvConv1x1(num_channels, lu=lu),
+                AffineCoupling(num_channels, cond_channels, width, n_blocks, coupling, mask=mask, parity=parity),
+            ]
+        )
+
+
+def flow_stack(
+    num_channels: int,
+    n_steps: int,
+    cond_channels: int = 0,
+    width: int = 64,
+    n_blocks: int = 1,
+    coupling: str = "affine",
+    lu: bool = True,
+    final_actnorm: bool = True,
+) -> Sequential:
+    """K flow steps followed by a final ActNorm (the conditional Glow of one Wavelet Flow level).
+
+    Single-channel inputs use checkerboard couplings of alternating parity.
+    """
+    if n_steps < 1:
+        raise UserInputError(f"a flow needs at least one step, got {n_steps}")
+    layers: list[InvertibleLayer] = [
+        FlowStep(num_channels, cond_channels, width, n_blocks, coupling, lu, parity=k) for k in range(n_steps)
+    ]
+    if final_actnorm:
+        layers.append(ActNorm(num_channels))
+    return Sequential(layers)
+
+
+class MultiScaleGlow(nn.Module):
+    """Glow's multi-scale architecture as one bijection from images to a flat latent.
+
+    ``n_levels`` times: squeeze (when ``squeeze``) → K steps → split with a learned prior (all but the last
+    level). ``forward(x) -> (z, logdet)`` with ``z`` (N, C·H·W) standard normal under the model, so
+    ``log p(x) = standard_normal_logp(z) + logdet``. Without squeezing (``squeeze=False``), a single level
+    of K steps models images of any size, e.g. a 7×7 Wavelet Flow base.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        n_levels: int = 3,
+        n_steps: int = 8,
+        width: int = 64,
+        n_blocks: int = 1,
+        coupling: str = "affine",
+        lu: bool = True,
+        squeeze: bool = True,
+    ):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = (c, h, w)
+        if n_levels < 1:
+            raise UserInputError("a Glow needs at least one level")
+        if not squeeze and n_levels != 1:
+            raise UserInputError("a Glow without squeezes has exactly one level")
+        self.stages = nn.ModuleList()
+        self.splits = nn.ModuleList()
+        self.latent_shapes: list[tuple[int, int, int]] = []  # shapes of the factored-out parts, in order
+        for level in range(n_levels):
+            layers: list[InvertibleLayer] = []
+            if squeeze:
+                if h % 2 or w % 2:
+                    raise UserInputError(
+                        f"Glow with {n_levels} levels cannot squeeze a {image_shape[1]}×{image_shape[2]} image "
+                        f"(level {level} has odd size {h}×{w}); use fewer levels"
+                    )
+                layers.append(Squeeze(c))
+                c, h, w = 4 * c, h // 2, w // 2
+            layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False))
+            self.stages.append(Sequential(layers))
+            if level < n_levels - 1:
+                split = SplitPrior(c)
+                self.splits.append(split)
+                self.latent_shapes.append((c - split.keep, h, w))
+                c = split.keep
+        self.top = ActNorm(c)
+        self.latent_shapes.append((c, h, w))
+        self.num_dims = image_shape[0] * image_shape[1] * image_shape[2]
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise UserInputError(f"Glow expects images of shape {self.image_shape}, got {tuple(x.shape[1:])}")
+        logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        parts = []
+        for i, stage in enumerate(self.stages):
+            x, ld = stage(x)
+            logdet = logdet + ld
+            if i < len(self.splits):
+                y, ld = self.splits[i](x)
+                logdet = logdet + ld
+                keep = self.splits[i].keep
+                parts.append(y[:, keep:].reshape(x.shape[0], -1))
+                x = y[:, :keep]
+        x, ld = self.top(x)
+        parts.append(x.reshape(x.shape[0], -1))
+        return torch.cat(parts, dim=1), logdet + ld
+
+    def inverse(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        n = z.shape[0]
+        sizes = [math.prod(s) for s in self.latent_shapes]
+        chunks = list(torch.split(z, sizes, dim=1))
+        x = self.top.inverse(chunks[-1].reshape(n, *self.latent_shapes[-1]))
+        for i in reversed(range(len(self.stages))):
+            if i < len(self.splits):
+                eps = chunks[i].reshape(n, *self.latent_shapes[i])
+                x = self.splits[i].inverse(torch.cat((x, eps), dim=1))
+            x = self.stages[i].inverse(x)
+        return x
+
+
+@torch.no_grad()
+def data_dependent_init(flow: nn.Module, x: Tensor, cond: Tensor | None = None) -> None:
+    """(Re-)initialise every ActNorm of ``flow`` from the batch ``x``, layer by layer, in one forward pass."""
+    was_training = flow.training
+    for m in flow.modules():
+        if isinstance(m, ActNorm):
+            m.initialized.fill_(False)
+    flow.train()
+    flow(x, cond)
+    flow.train(was_training)

@@ -1,0 +1,48 @@
+"""Activation normalisation (Glow) with data-dependent initialisation."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from waveletflow.layers.base import InvertibleLayer
+
+
+class ActNorm(InvertibleLayer):
+    """``y = (x + bias) · exp(log_scale)`` per channel.
+
+    Initialised from data the first time it runs forward in training mode (or explicitly with
+    :meth:`initialize`) so that the output has zero mean and unit variance per channel.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        if num_channels < 1:
+            raise ValueError("ActNorm needs at least one channel")
+        self.num_channels = num_channels
+        self.eps = eps
+        self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.log_scale = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set bias and scale so that this batch comes out with per-channel mean 0 and std 1."""
+        self._check(x)
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False) if x[:, :1].numel() > 1 else torch.ones_like(mean)
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(x)
+        if self.training and not bool(self.initialized):
+            self.initialize(x)
+        y = (x + self.bias) * torch.exp(self.log_scale)
+        logdet = (x.shape[2] * x.shape[3]) * self.log_scale.sum()
+        return y, logdet.expand(x.shape[0]).to(x.dtype)
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+        self._check(y)
+        return y * torch.exp(-self.log_scale) - self.bias

@@ -1,0 +1,38 @@
+"""The numbers users compare: bits per dimension, in total and per level."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+LN2 = math.log(2.0)
+
+
+def bits_per_dim(log_prob: Tensor | float, num_dims: int, n_bits: int) -> Tensor:
+    """Bits/dim of the discrete image from a log-density (nats) over ``[0, 1)^D``.
+
+    ``(−log p(x) + D·n_bits·ln 2) / (D·ln 2)``, the density of the dequantised image in ``[0,1)^D``
+    turned into the probability mass of its ``2^n_bits``-level bin.
+
+    >>> float(bits_per_dim(torch.tensor(0.0), num_dims=10, n_bits=8))  # uniform density on [0,1)^D
+    8.0
+    """
+    log_prob = torch.as_tensor(log_prob)
+    return (-log_prob + num_dims * n_bits * LN2) / (num_dims * LN2)
+
+
+def level_bits_per_dim(level_log_probs: Tensor, level_dims: Sequence[int], n_bits: int) -> Tensor:
+    """Per-level contributions to the full image's bits/dim; they sum exactly to the total.
+
+    Args:
+        level_log_probs: (..., L) nats per level; their sum over the last axis is ``log p(x)``.
+        level_dims: dimensions modelled by each level (they sum to the image's D).
+    Returns:
+        (..., L): level l contributes ``(−log p_l + D_l·n_bits·ln 2) / (D·ln 2)``.
+    """
+    dims = torch.as_tensor(list(level_dims), dtype=level_log_probs.dtype, device=level_log_probs.device)
+    total = float(dims.sum())
+    return (-level_log_probs + dims * (n_bits * LN2)) / (total * LN2)

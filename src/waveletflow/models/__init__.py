@@ -1,0 +1,19 @@
+"""Model types sharing one interface: Glow, Wavelet Flow (and MRCNF when torchdiffeq is installed)."""
+
+from waveletflow.models.base import BitsPerDim, FlowModel
+from waveletflow.models.glow import Glow, glow_config
+from waveletflow.models.io import build_model, load, model_types
+from waveletflow.models.waveletflow import PRESETS, WaveletFlow, waveletflow_config
+
+__all__ = [
+    "PRESETS",
+    "BitsPerDim",
+    "FlowModel",
+    "Glow",
+    "WaveletFlow",
+    "build_model",
+    "glow_config",
+    "load",
+    "model_types",
+    "waveletflow_config",
+]
