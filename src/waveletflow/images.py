@@ -1,0 +1,63 @@
+"""Image files: grids of samples as PNG, and reading a PNG into uint8 pixel values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from waveletflow.errors import UserInputError
+
+
+def to_display(x: np.ndarray, max_value: int) -> np.ndarray:
+    """uint8 pixel values in 0..max_value → 0..255 for viewing."""
+    if max_value == 255:
+        return x.astype(np.uint8)
+    return np.clip(np.rint(x.astype(np.float64) * 255.0 / max_value), 0, 255).astype(np.uint8)
+
+
+def from_display(x: np.ndarray, max_value: int) -> np.ndarray:
+    """Inverse of :func:`to_display`."""
+    if max_value == 255:
+        return x.astype(np.uint8)
+    return np.clip(np.rint(x.astype(np.float64) * max_value / 255.0), 0, max_value).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """NHWC uint8 images → one HWC grid image (nearest-neighbour upscaled by ``scale``)."""
+    n, h, w, c = images.shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = images[i]
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    return grid
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise UserInputError(f"folder {path.parent} does not exist")
+    arr = image[:, :, 0] if image.shape[-1] == 1 else image
+    Image.fromarray(arr).save(path)
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """A PNG (or any Pillow image) as uint8 HWC with ``channels`` channels."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except OSError as exc:
+        raise UserInputError(f"cannot read image {path} ({exc})") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
