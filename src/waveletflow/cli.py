@@ -41,6 +41,7 @@ def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-curves", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--options-json", help=argparse.SUPPRESS)  # all training options, for level workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,11 +144,15 @@ def cmd_train(a) -> int:
             raise UserInputError(f"config file {a.config} must hold a JSON object")
     if a.preset:
         overrides["preset"] = a.preset
-    opts = TrainOptions(
-        steps=a.steps, time_budget=a.time_budget, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
-        device=resolve_device(a.device), flip=a.flip, eval_every=a.eval_every, progress=not a.quiet,
-        progress_position=int(os.environ.get("WAVELETFLOW_PROGRESS_POSITION", "0")),
-    )
+    if a.options_json:
+        opts = TrainOptions(**json.loads(a.options_json))
+    else:
+        opts = TrainOptions(
+            steps=a.steps, time_budget=a.time_budget, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
+            device=resolve_device(a.device), flip=a.flip, eval_every=a.eval_every, progress=not a.quiet,
+        )
+    if opts.steps is None and opts.time_budget is None:
+        raise UserInputError("give --steps N or --time-budget SECONDS")
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, overrides, a.n_bits, a.image_size)
     if not a.no_curves or a.parallel > 1:

@@ -42,8 +42,9 @@ def dequantize(k: Tensor, n_bits: int, generator: torch.Generator | None = None,
         raise UserInputError(f"pixel values must lie in 0..{2**n_bits - 1} for n_bits={n_bits}")
     u = torch.rand(k.shape, generator=generator, dtype=dtype, device=k.device)
     x = (k.to(dtype) + u) / 2**n_bits
-    # float rounding can land exactly on 1.0 for k = 2^n − 1 and u close to 1
-    return x.clamp_max(1.0 - torch.finfo(dtype).eps)
+    # float rounding can land on the upper edge (k + 1)/2^n of the bin: keep every value inside its own bin
+    upper = torch.nextafter((k + 1).to(dtype) / 2**n_bits, torch.zeros((), dtype=dtype, device=k.device))
+    return torch.minimum(x, upper)
 
 
 def quantize(x: Tensor, n_bits: int) -> Tensor:

@@ -118,7 +118,7 @@ class WaveletFlow(FlowModel):
         flows: list[nn.Module] = [
             MultiScaleGlow(
                 base_shape, n_levels=b["n_levels"], n_steps=b["n_steps"], width=b["width"], n_blocks=b["n_blocks"],
-                coupling=b["coupling"], lu=lu, squeeze=b["n_levels"] > 1,
+                coupling=b["coupling"], lu=lu, squeeze=b.get("squeeze", min(base_hw) > 1 and base_hw[0] % 2 == 0 and base_hw[1] % 2 == 0),
             )
         ]
         for j, lc in enumerate(level_cfgs):
@@ -235,7 +235,9 @@ class WaveletFlow(FlowModel):
             zs = [t * torch.randn(k.shape[0], d, generator=generator, dtype=p.dtype).to(p.device)
                   for t, d in zip(temps, dims)]
             out = self._decode_from(x, zs, first)
-        return self.to_uint8(out.clamp(0.0, 1.0 - 1e-6))
+            target = x if self.convention == "average" else ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
+            out = match_block_means(out, target, 1.0 - 1e-6)
+        return self.to_uint8(out)
 
     def _scale_low(self, avg: Tensor, steps: int) -> Tensor:
         """The ``convention``'s low-pass after ``steps`` steps of an image whose block averages are ``avg``."""
@@ -244,3 +246,21 @@ class WaveletFlow(FlowModel):
         for _ in range(steps):
             low = haar(low, self.convention)[0]
         return avg * float(low.reshape(-1)[0])
+
+
+def match_block_means(x: Tensor, means: Tensor, hi: float, iters: int = 50) -> Tensor:
+    """Clamp ``x`` into ``[0, hi]`` while keeping its block means equal to ``means``.
+
+    Sampled details can push pixels out of range; plain clamping would then change the low-pass image
+    that super-resolution must keep. Alternating projections (add back the block residual, clamp) restore
+    it for any ``means`` inside the range.
+    """
+    f = x.shape[-1] // means.shape[-1]
+    pool = torch.nn.functional.avg_pool2d
+    x = x.clamp(0.0, hi)
+    for _ in range(iters):
+        resid = means - pool(x, f)
+        if float(resid.abs().max()) < 1e-7:
+            break
+        x = (x + resid.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)).clamp(0.0, hi)
+    return x

@@ -437,21 +437,15 @@ def _train_parallel(run_dir: Path, data_spec: str, levels: list[int], parallel: 
     threads = max(1, (os.cpu_count() or 1) // len(workers))
     procs = []
     for w, lvls in enumerate(workers):
+        worker_opts = {**asdict(opts), "progress_position": w}
         cmd = [sys.executable, "-m", "waveletflow", "train", "--data", data_spec, "--out", str(run_dir),
-               "--level", ",".join(map(str, sorted(lvls))), "--batch-size", str(opts.batch_size), "--lr", str(opts.lr),
-               "--seed", str(opts.seed), "--device", opts.device, "--threads", str(threads), "--no-curves"]
-        if opts.steps is not None:
-            cmd += ["--steps", str(opts.steps)]
-        if opts.time_budget is not None:
-            cmd += ["--time-budget", str(opts.time_budget)]
+               "--level", ",".join(map(str, sorted(lvls))), "--threads", str(threads), "--no-curves",
+               "--options-json", json.dumps(worker_opts)]
         if n_bits is not None:
             cmd += ["--n-bits", str(n_bits)]
         if image_size is not None:
             cmd += ["--image-size", str(image_size)]
-        if not opts.progress:
-            cmd += ["--quiet"]
-        env = {**os.environ, "WAVELETFLOW_PROGRESS_POSITION": str(w)}
-        procs.append(subprocess.Popen(cmd, env=env))
+        procs.append(subprocess.Popen(cmd))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise UserInputError(f"a level worker failed (exit codes {codes}); rerun the same command to resume")

@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real datasets are, and tiny model configs that train in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(name: str) -> Path:
+    """A file of the shared datasets folder; the test is skipped when it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{name} not available (shared data folder absent)")
+    return path
+
+
+TINY_WF = {
+    "base": {"n_steps": 2, "width": 8, "n_blocks": 1, "n_levels": 1},
+    "levels": [{"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}],
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield

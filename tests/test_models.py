@@ -1,0 +1,166 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_WF
+from flow_checks import flat_jacobian_logdet, randomize
+from waveletflow import load
+from waveletflow.flows import standard_normal_logp
+from waveletflow.metrics import bits_per_dim
+from waveletflow.models import Glow, WaveletFlow, glow_config, waveletflow_config
+from waveletflow.wavelets import haar, haar_pyramid, inverse_haar
+
+
+def tiny_wf(shape=(1, 8, 8), convention="average", dtype=torch.float64, **kw):
+    cfg = waveletflow_config(shape, 5, convention=convention, **{**TINY_WF, **kw})
+    m = WaveletFlow(cfg).to(dtype)
+    randomize(m, scale=0.03)
+    return m.eval()
+
+
+def tiny_glow(shape=(1, 8, 8), dtype=torch.float64):
+    m = Glow(glow_config(shape, 5, n_levels=2, n_steps=2, width=8)).to(dtype)
+    randomize(m, scale=0.03)
+    return m.eval()
+
+
+MODELS = {
+    "waveletflow-average": lambda: tiny_wf(),
+    "waveletflow-orthonormal": lambda: tiny_wf(convention="orthonormal"),
+    "waveletflow-unimodular": lambda: tiny_wf(convention="unimodular"),
+    "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:2],
+                                             base={"n_steps": 2, "width": 8, "n_levels": 1}),
+    "glow": lambda: tiny_glow(),
+    "glow-rgb": lambda: tiny_glow((3, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_log_prob_equals_change_of_variables_of_encode(name):
+    model = MODELS[name]()
+    x = torch.rand(1, *model.image_shape, dtype=torch.float64)
+    z = model.encode(x)
+    assert z.shape == (1, model.num_dims)
+    expected = standard_normal_logp(z) + flat_jacobian_logdet(model.encode, x)
+    assert abs(model.log_prob(x).item() - expected.item()) < 1e-6
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_decode_encode_round_trip_float32(name):
+    model = MODELS[name]().float()
+    x = torch.rand(4, *model.image_shape)
+    assert (model.decode(model.encode(x)) - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_temperature_zero_is_decoded_zero_latent(name):
+    model = MODELS[name]()
+    s = model.sample(2, temperature=0.0)
+    expected = model.decode(torch.zeros(1, model.num_dims, dtype=torch.float64)).clamp(0, 1 - 1e-6)
+    assert torch.allclose(s, expected.expand_as(s), atol=1e-12)
+
+
+def test_composed_log_prob_is_base_plus_levels_plus_haar_logdet():
+    model = tiny_wf()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    pyr = haar_pyramid(x, 1, "average")
+    z0, ld0 = model.levels[0](pyr.base)
+    total = standard_normal_logp(z0) + ld0 + pyr.logdet
+    low = pyr.base
+    for j, detail in enumerate(pyr.details):
+        z, ld = model.levels[j + 1](detail, low)
+        total = total + standard_normal_logp(z) + ld
+        low = inverse_haar(low, detail, "average")
+    assert torch.allclose(model.log_prob(x), total, atol=1e-9)
+    # the per-level split adds up and charges each Haar step to the level it creates
+    lp = model.level_log_probs(x)
+    assert torch.allclose(lp.sum(1), total, atol=1e-9)
+    assert torch.allclose(lp[:, 0], standard_normal_logp(z0) + ld0, atol=1e-9)
+
+
+def test_per_level_bits_sum_to_total():
+    model = tiny_wf()
+    images = np.random.default_rng(0).integers(0, 17, (40, 8, 8, 1), dtype=np.uint8)
+    res = model.bits_per_dim(images, batch_size=16)
+    assert len(res.levels) == 4 and res.images == 40
+    assert abs(sum(res.levels) - res.bits_per_dim) < 1e-9
+    # the total is the shared bits/dim of the same dequantised images
+    x = model.prepare(images, torch.Generator().manual_seed(0))
+    direct = float(bits_per_dim(model.log_prob(x), 64, 5).mean())
+    assert abs(direct - res.bits_per_dim) < 1e-6  # same seed, batch sizes differ only in grouping
+    assert res.to_dict()["levels"][3]["level"] == 3
+
+
+def test_level_loss_matches_level_log_probs_and_crops():
+    model = tiny_wf(levels=[{"n_steps": 1, "width": 8}, {"n_steps": 1, "width": 8}, {"n_steps": 1, "width": 8, "crop": 4}])
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    lp = model.level_log_probs(x)
+    for level in range(4):
+        assert torch.allclose(model.level_loss(level, x), -lp[:, level], atol=1e-10)
+    assert model.level_crop(3) == 4
+    assert model.level_loss(3, x[:, :, :4, :4]).shape == (2,)  # a patch trains the top level
+    with pytest.raises(ValueError, match="crop"):
+        tiny_wf(levels=[{"n_steps": 1}, {"n_steps": 1, "crop": 2}, {"n_steps": 1}])
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_super_resolution_keeps_the_low_pass(size):
+    model = tiny_wf(dtype=torch.float32)
+    low = np.random.default_rng(1).integers(0, 17, (5, size, size, 1), dtype=np.uint8)
+    high = model.super_resolve(low, temperature=0.8, generator=torch.Generator().manual_seed(0))
+    assert high.shape == (5, 8, 8, 1) and high.dtype == np.uint8
+    k = torch.as_tensor(high).permute(0, 3, 1, 2).double()
+    while k.shape[-1] > size:
+        k = haar(k, "average")[0]
+    assert (k.permute(0, 2, 3, 1).numpy() - low).__abs__().max() <= 1.0
+    with pytest.raises(ValueError, match="level sizes"):
+        model.super_resolve(np.zeros((1, 3, 3, 1), np.uint8))
+    with pytest.raises(ValueError, match="cannot super-resolve"):
+        tiny_glow().super_resolve(low)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_full_size_models_build_and_score(shape):
+    for model in (Glow(glow_config(shape, 8, n_steps=1, width=8)), WaveletFlow(waveletflow_config(shape, 8))):
+        x = torch.rand(2, *shape)
+        lp = model.log_prob(x)
+        assert lp.shape == (2,) and torch.isfinite(lp).all()
+        assert sum(model.level_dims) == math.prod(shape)
+        assert (model.decode(model.encode(x)) - x).abs().max() < 1e-3
+
+
+def test_per_level_temperatures():
+    model = tiny_wf()
+    a = model.sample(3, [1.0, 0.0, 0.0, 0.0], generator=torch.Generator().manual_seed(0))
+    b = model.sample(3, [1.0, 0.0, 0.0, 0.0], generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="one per level"):
+        model.sample(2, [1.0, 0.5])
+
+
+@pytest.mark.parametrize("name", ["waveletflow-average", "glow"])
+def test_save_load_round_trip(name, tmp_path):
+    model = MODELS[name]().float()
+    model.save(tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    x = torch.rand(3, *model.image_shape)
+    assert type(loaded) is type(model)
+    assert torch.allclose(loaded.log_prob(x), model.log_prob(x), atol=1e-5)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ValueError, match="no run"):
+        load(tmp_path / "nothing")
+    model = tiny_wf().float()
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "level_02" / "weights.safetensors").unlink()
+    with pytest.raises(ValueError, match="level 2 was never trained"):
+        load(tmp_path / "m")
+    (tmp_path / "m" / "level_01" / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        load(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        load(tmp_path / "m")

@@ -1,0 +1,152 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_WF, shared_file
+from waveletflow import load
+from waveletflow.data import ImageDataset, load_dataset
+from waveletflow.training import TrainOptions, budget_shares, train
+from waveletflow.training.trainer import _save_checkpoint
+
+TINY_GLOW = {"n_levels": 2, "n_steps": 2, "width": 8}
+
+
+def opts(**kw):
+    base = dict(batch_size=16, init_batch=16, eval_every=5, log_every=2, val_images=32, progress=False, warmup=5)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def level_params(run):
+    model = load(run)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_continues_and_matches_uninterrupted(tmp_path):
+    data = load_dataset("digits")
+    train(tmp_path / "a", "digits", "waveletflow", "all", 1, opts(steps=12), dict(TINY_WF), data=data)
+    train(tmp_path / "b", "digits", "waveletflow", "all", 1, opts(steps=5), dict(TINY_WF), data=data)
+    first = json.loads((tmp_path / "b" / "level_03" / "state.json").read_text())
+    assert first["step"] == 5
+    res = train(tmp_path / "b", "digits", None, "all", 1, opts(steps=12), data=data)
+    assert [r["step"] for r in res] == [12, 12, 12, 12]
+    a, b = level_params(tmp_path / "a"), level_params(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = (tmp_path / "b" / "level_03" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and rows[-1].startswith("12,")
+    assert (tmp_path / "b" / "curves.png").stat().st_size > 1000
+
+
+def test_single_level_and_time_budget(tmp_path):
+    data = load_dataset("digits")
+    train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=3), dict(TINY_WF), data=data)
+    assert (tmp_path / "r" / "level_02" / "weights.safetensors").exists()
+    assert not (tmp_path / "r" / "level_00").exists()
+    with pytest.raises(ValueError, match="never trained"):
+        load(tmp_path / "r")
+    res = train(tmp_path / "r", "digits", None, "0,1,3", 1, opts(time_budget=4.0), data=data)
+    assert all(r["step"] >= 1 for r in res)
+    assert load(tmp_path / "r").log_prob(torch.rand(2, 1, 8, 8)).shape == (2,)
+
+
+def test_budget_shares():
+    shares = budget_shares([1, 3, 12, 48], [0, 1, 2, 3])
+    assert abs(sum(shares.values()) - 1) < 1e-12
+    assert shares[3] > shares[2] > shares[0] and shares[0] >= 0.5 / 4 * 0.99 / sum(
+        max(d / 64, 0.125) for d in [1, 3, 12, 48])
+
+
+def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch):
+    data = load_dataset("digits")
+    train(tmp_path / "r", "digits", "waveletflow", "3", 1, opts(steps=2), dict(TINY_WF), data=data)
+    ckpt = tmp_path / "r" / "level_03" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    model = load(tmp_path / "r", allow_untrained=True)
+    with torch.no_grad():
+        next(model.levels[3].parameters()).fill_(float("nan"))
+    opt = torch.optim.Adam(model.levels[3].parameters())
+    assert not _save_checkpoint(model, 3, ckpt.parent, opt, torch.Generator(), 3, 1.0, {})
+    assert ckpt.read_bytes() == before
+    # a non-finite loss is skipped, not stepped on
+    from waveletflow.models.waveletflow import WaveletFlow
+
+    real = WaveletFlow.level_loss
+    calls = {"n": 0}
+
+    def flaky(self, level, x):
+        calls["n"] += 1
+        out = real(self, level, x)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(WaveletFlow, "level_loss", flaky)
+    res = train(tmp_path / "r", "digits", None, "3", 1, opts(steps=6), data=data)
+    assert res[0]["step"] == 6
+    assert all(torch.isfinite(v).all() for v in load(tmp_path / "r", allow_untrained=True).levels[3].state_dict().values() if v.is_floating_point())
+
+
+def test_crash_during_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
+    data = load_dataset("digits")
+    train(tmp_path / "r", "digits", "waveletflow", "1", 1, opts(steps=2), dict(TINY_WF), data=data)
+    ckpt = tmp_path / "r" / "level_01" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+
+    def broken_save(obj, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        train(tmp_path / "r", "digits", None, "1", 1, opts(steps=4), data=data)
+    assert ckpt.read_bytes() == before
+    assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_parallel_and_sequential_training_agree(tmp_path):
+    data = load_dataset("digits")
+    o = opts(steps=6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two workers on a 2-core machine: same float reductions
+    try:
+        train(tmp_path / "seq", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
+    finally:
+        torch.set_num_threads(threads)
+    train(tmp_path / "par", "digits", "waveletflow", "all", 2, o, dict(TINY_WF), data=data)
+    a = load(tmp_path / "seq").bits_per_dim(data.x_test[:100], data_bits=5)
+    b = load(tmp_path / "par").bits_per_dim(data.x_test[:100], data_bits=5)
+    assert abs(a.bits_per_dim - b.bits_per_dim) < 1e-3
+    assert np.allclose(a.levels, b.levels, atol=1e-3)
+
+
+def test_existing_run_checks(tmp_path):
+    data = load_dataset("digits")
+    train(tmp_path / "r", "digits", "waveletflow", "0", 1, opts(steps=1), dict(TINY_WF), data=data)
+    with pytest.raises(ValueError, match="holds a waveletflow model"):
+        train(tmp_path / "r", "digits", "glow", "0", 1, opts(steps=1), data=data)
+    other = ImageDataset("x", np.zeros((20, 16, 16, 1), np.uint8), np.zeros((4, 16, 16, 1), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        train(tmp_path / "r", "x", None, "0", 1, opts(steps=1), data=other)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a waveletflow run"):
+        train(tmp_path / "junk", "digits", None, "0", 1, opts(steps=1), data=data)
+    assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="level 9"):
+        train(tmp_path / "r", "digits", None, "9", 1, opts(steps=1), data=data)
+
+
+def test_glow_trains_with_the_same_trainer_and_improves(tmp_path):
+    path = shared_file("mnist.npz")
+    full = load_dataset(str(path))
+    data = ImageDataset("mnist-small", full.x_train[:2000], full.x_test[:200])
+    before = None
+    torch.manual_seed(0)
+    train(tmp_path / "g", str(path), "glow", "all", 1, opts(steps=1, batch_size=32, val_images=64), TINY_GLOW, data=data)
+    before = load(tmp_path / "g").bits_per_dim(data.x_test).bits_per_dim
+    train(tmp_path / "g", str(path), None, "all", 1, opts(steps=80, batch_size=32, val_images=64, warmup=10), data=data)
+    after = load(tmp_path / "g").bits_per_dim(data.x_test).bits_per_dim
+    assert after < before - 0.5
