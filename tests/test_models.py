@@ -164,3 +164,13 @@ def test_load_errors(tmp_path):
     (tmp_path / "m" / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         load(tmp_path / "m")
+
+
+def test_64px_preset_trains_its_top_level_on_patches():
+    model = WaveletFlow(waveletflow_config((3, 64, 64), 8))
+    top = len(model.levels) - 1
+    assert model.level_crop(top) == 32 and model.level_dims[top] == 3 * 3 * 32 * 32
+    patch = torch.rand(2, 3, 32, 32)
+    assert model.level_loss(top, patch).shape == (2,)
+    with torch.no_grad():
+        assert torch.isfinite(model.log_prob(torch.rand(1, 3, 64, 64))).all()

@@ -1,4 +1,4 @@
-"""waveletflow: multi-resolution normalizing flows on images (Wavelet Flow, MRCNF, Glow) in PyTorch."""
+"""waveletflow: multi-resolution normalizing flows on images (Wavelet Flow, Glow) in PyTorch."""
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Model types sharing one interface: Glow, Wavelet Flow (and MRCNF when torchdiffeq is installed)."""
+"""Model types sharing one interface: Glow and Wavelet Flow."""
 
 from waveletflow.models.base import BitsPerDim, FlowModel
 from waveletflow.models.glow import Glow, glow_config

@@ -48,7 +48,7 @@ class BitsPerDim:
 
 
 class FlowModel(nn.Module):
-    """Base class of every model type (Glow, Wavelet Flow, MRCNF)."""
+    """Base class of every model type (Glow, Wavelet Flow)."""
 
     model_type: ClassVar[str]
     levels: nn.ModuleList

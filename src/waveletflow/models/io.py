@@ -65,14 +65,7 @@ def model_types() -> dict[str, type[FlowModel]]:
     from waveletflow.models.glow import Glow
     from waveletflow.models.waveletflow import WaveletFlow
 
-    types: dict[str, type[FlowModel]] = {"waveletflow": WaveletFlow, "glow": Glow}
-    try:  # MRCNF needs torchdiffeq
-        from waveletflow.models.mrcnf import MRCNF
-
-        types["mrcnf"] = MRCNF
-    except ImportError:
-        pass
-    return types
+    return {"waveletflow": WaveletFlow, "glow": Glow}
 
 
 def build_model(model_type: str, config: dict[str, Any]) -> FlowModel:

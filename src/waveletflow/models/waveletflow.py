@@ -42,18 +42,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"n_steps": 8, "width": 96},
         ],
     },
-    "64x64": {
-        "base_size": 1,
-        "base": {"n_steps": 4, "width": 32, "n_blocks": 1, "n_levels": 1},
-        "levels": [
-            {"n_steps": 4, "width": 32},
-            {"n_steps": 4, "width": 48},
-            {"n_steps": 6, "width": 64},
-            {"n_steps": 8, "width": 64},
-            {"n_steps": 8, "width": 96},
-            {"n_steps": 8, "width": 96, "crop": 32},
-        ],
-    },
+}
+# 64×64: one more level than 32×32, trained on 32×32 patches (patch-wise training, SPEC §3)
+PRESETS["64x64"] = {
+    **copy.deepcopy(PRESETS["32x32"]),
+    "levels": copy.deepcopy(PRESETS["32x32"]["levels"]) + [{"n_steps": 8, "width": 96, "crop": 32}],
 }
 
 

@@ -75,15 +75,12 @@ def default_config(model_type: str, image_shape: tuple[int, int, int], n_bits: i
         return waveletflow_config(image_shape, n_bits, **overrides)
     if model_type == "glow":
         return glow_config(image_shape, n_bits, **overrides)
-    if model_type == "mrcnf":
-        from waveletflow.models.mrcnf import mrcnf_config
-
-        return mrcnf_config(image_shape, n_bits, **overrides)
-    raise UserInputError(f"unknown model type {model_type!r}; choose waveletflow, glow or mrcnf")
+    raise UserInputError(f"unknown model type {model_type!r}; choose waveletflow or glow")
 
 
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
-                overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0) -> dict[str, Any]:
+                overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0,
+                level_spec: str = "all") -> dict[str, Any]:
     """Create the run folder (``model.json``, ``run.json``), or check that an existing one fits the data.
 
     Returns the model metadata ``{"model_type", "config"}``.
@@ -109,7 +106,8 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         raise UserInputError(f"--n-bits {bits} is more than the data's {data.n_bits} bits")
     config = default_config(model_type or "waveletflow", data.image_shape, bits, dict(overrides or {}))
     config.setdefault("display_max", data.max_value if bits == data.n_bits else 2**bits - 1)
-    build_model(model_type or "waveletflow", config)  # validates the config before anything is written
+    # validate the config and the levels asked for before anything is written
+    parse_levels(level_spec, len(build_model(model_type or "waveletflow", config).levels))
     run_dir.mkdir(parents=True, exist_ok=True)
     n_train = len(data.x_train)
     val_size = min(1000, max(1, n_train // 10))
@@ -399,7 +397,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         raise UserInputError("give --steps or --time-budget")
     run_dir = Path(run_dir)
     data = data or load_dataset(data_spec, image_size=image_size)
-    meta = prepare_run(run_dir, data, data_spec, model_type, overrides, n_bits, opts.seed)
+    meta = prepare_run(run_dir, data, data_spec, model_type, overrides, n_bits, opts.seed, level_spec)
     run = read_run_file(run_dir)
     model = new_model(meta, run.get("seed", opts.seed)).to(opts.device)
     levels = parse_levels(level_spec, len(model.levels))
