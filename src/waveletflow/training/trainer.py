@@ -71,6 +71,12 @@ def resolve_device(device: str) -> str:
 
 # ----- the run folder ------------------------------------------------------------------------------
 def default_config(model_type: str, image_shape: tuple[int, int, int], n_bits: int, overrides: dict[str, Any]) -> dict:
+    """The default config of ``model_type`` for the data, with ``overrides`` (a partial or a whole config) on top."""
+    overrides = dict(overrides)
+    shape = overrides.pop("image_shape", None)
+    if shape is not None and tuple(shape) != tuple(image_shape):
+        raise UserInputError(f"the config is for images of shape {tuple(shape)}, the data has {tuple(image_shape)}")
+    n_bits = int(overrides.pop("n_bits", n_bits))
     if model_type == "waveletflow":
         return waveletflow_config(image_shape, n_bits, **overrides)
     if model_type == "glow":

@@ -1,0 +1,158 @@
+"""The models a benchmark compares, behind one small interface.
+
+``Ours`` trains this project's models through the library's own trainer (resuming the run folder chunk by
+chunk, exactly as a user would); ``NormflowsGlow`` is the peer library's multi-scale Glow built to its
+documented recipe (``GlowBlock`` × K → ``Squeeze`` per level, ``Merge`` between levels, a ``DiagGaussian``
+per level) and trained with the same optimiser, batch size, warm-up and clipping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from waveletflow import load
+from waveletflow.data import ImageDataset, dequantize, to_tensor
+from waveletflow.metrics import bits_per_dim
+from waveletflow.models import build_model, glow_config, waveletflow_config
+from waveletflow.training import TrainOptions, train
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Ours:
+    """A waveletflow model type trained by ``waveletflow.training.train`` in a run folder."""
+
+    def __init__(self, name: str, model_type: str, config: dict[str, Any], run_dir: Path, data: ImageDataset,
+                 data_spec: str, device: str, batch_size: int, parallel: int = 1, seed: int = 0):
+        self.name, self.model_type, self.config, self.data_spec = name, model_type, config, data_spec
+        self.run_dir, self.data, self.device = run_dir, data, device
+        self.batch_size, self.parallel, self.seed = batch_size, parallel, seed
+        self.trained_s = 0.0
+
+    def params(self) -> int:
+        return count_params(build_model(self.model_type, self.config))
+
+    def train_for(self, seconds: float) -> None:
+        opts = TrainOptions(time_budget=seconds, batch_size=self.batch_size, device=self.device, seed=self.seed,
+                            progress=False, eval_every=10**9, val_images=64, checkpoint_every=10**9,
+                            checkpoint_seconds=10**9)
+        t0 = time.perf_counter()
+        train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, dict(self.config),
+              data=self.data)
+        self.trained_s += time.perf_counter() - t0
+
+    def test_bpd(self, images: np.ndarray) -> float:
+        model = load(self.run_dir, self.device)
+        return model.bits_per_dim(images, data_bits=self.data.n_bits).bits_per_dim
+
+
+def normflows_glow(image_shape: tuple[int, int, int], n_levels: int, n_steps: int, hidden: int):
+    """normflows' multi-scale Glow, following its Glow example (unconditional base distributions)."""
+    import normflows as nf
+
+    c, h, w = image_shape
+    q0, merges, flows = [], [], []
+    for i in range(n_levels):
+        flows.append([nf.flows.GlowBlock(c * 2 ** (n_levels + 1 - i), hidden, split_mode="channel", scale=True)
+                      for _ in range(n_steps)] + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (c * 2 ** (n_levels - i), h // 2 ** (n_levels - i), w // 2 ** (n_levels - i))
+        else:
+            latent = (c * 2 ** (n_levels + 1), h // 2**n_levels, w // 2**n_levels)
+        q0.append(nf.distributions.DiagGaussian(latent))
+    return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+
+
+class NormflowsGlow:
+    """The peer library's Glow with the same training loop settings as ours."""
+
+    def __init__(self, image_shape, n_levels: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
+                 batch_size: int, lr: float = 1e-3, warmup: int = 200, grad_clip: float = 50.0, seed: int = 0):
+        torch.manual_seed(seed)
+        self.name = "normflows Glow"
+        self.model = normflows_glow(image_shape, n_levels, n_steps, hidden).to(device)
+        self.data, self.device, self.batch_size = data, device, batch_size
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.lr, self.warmup, self.grad_clip = lr, warmup, grad_clip
+        self.gen = torch.Generator().manual_seed(seed)
+        self.step = 0
+        self.trained_s = 0.0
+        self.dims = math.prod(image_shape)
+        self.n_val = min(1000, max(1, len(data.x_train) // 10))  # the same held-out part our trainer keeps
+
+    def params(self) -> int:
+        return count_params(self.model)
+
+    def _x(self, images) -> torch.Tensor:
+        return dequantize(to_tensor(images), self.data.n_bits, self.gen).to(self.device)
+
+    def train_for(self, seconds: float) -> None:
+        self.model.train()
+        n = len(self.data.x_train) - self.n_val
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for g in self.opt.param_groups:
+                g["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup)
+            idx = np.sort(torch.randint(0, n, (self.batch_size,), generator=self.gen).numpy())
+            loss = self.model.forward_kld(self._x(self.data.x_train[idx])) / (self.dims * math.log(2))
+            self.opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                continue
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            if torch.isfinite(gn):
+                self.opt.step()
+            self.step += 1
+        self.trained_s += time.perf_counter() - t0
+
+    @torch.no_grad()
+    def test_bpd(self, images: np.ndarray, batch_size: int = 256) -> float:
+        self.model.eval()
+        gen = torch.Generator().manual_seed(0)
+        total = 0.0
+        for s in range(0, len(images), batch_size):
+            x = dequantize(to_tensor(images[s : s + batch_size]), self.data.n_bits, gen).to(self.device)
+            total += float(bits_per_dim(self.model.log_prob(x, None), self.dims, self.data.n_bits).sum())
+        return total / len(images)
+
+
+def glow_levels(image_shape) -> int:
+    return glow_config(tuple(image_shape))["n_levels"]
+
+
+def matched_glow_config(image_shape, n_bits: int, target: int) -> dict[str, Any]:
+    """Our Glow with the number of steps per level that brings its parameters closest to ``target``."""
+    best = None
+    for k in range(1, 65):
+        cfg = glow_config(tuple(image_shape), n_bits, n_steps=k)
+        p = count_params(build_model("glow", cfg))
+        if best is None or abs(p - target) < abs(best[1] - target):
+            best = (cfg, p)
+        if p > target:
+            break
+    return best[0]
+
+
+def matched_normflows_hidden(image_shape, n_levels: int, n_steps: int, target: int) -> int:
+    """normflows Glow hidden width bringing its parameters closest to ``target``."""
+    best = None
+    for hidden in range(16, 1025, 8):
+        p = count_params(normflows_glow(tuple(image_shape), n_levels, n_steps, hidden))
+        if best is None or abs(p - target) < abs(best[1] - target):
+            best = (hidden, p)
+        if p > target:
+            break
+    return best[0]
+
+
+def waveletflow_default(image_shape, n_bits: int) -> dict[str, Any]:
+    return waveletflow_config(tuple(image_shape), n_bits)

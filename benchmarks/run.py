@@ -1,0 +1,364 @@
+"""Wavelet Flow against Glow and normflows' Glow, side by side on one machine.
+
+    python -m benchmarks.run --quick               # a few minutes: every figure produced, tiny budgets
+    python -m benchmarks.run --full                # the README figures (20 min per model on MNIST)
+    python -m benchmarks.run --full --device cuda --datasets cifar10
+
+Writes ``results.json``, ``results.md`` and ``time_to_quality_<dataset>.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.contenders import (
+    NormflowsGlow, Ours, count_params, glow_levels, matched_glow_config, matched_normflows_hidden, waveletflow_default,
+)
+from waveletflow.data import ImageDataset, load_dataset
+from waveletflow.models import build_model, glow_config, waveletflow_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATASETS = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+# ----- 1. time to quality --------------------------------------------------------------------------
+def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
+                    wf_parallel: int, batch_size: int) -> dict:
+    path = SHARED / DATASETS[name]
+    if not path.is_file():
+        return {"dataset": name, "skipped": f"{path} not found"}
+    data = load_dataset(str(path))
+    test = data.x_test[:test_images]
+    shape = data.image_shape
+    wf_cfg = waveletflow_default(shape, 8)
+    target = count_params(build_model("waveletflow", wf_cfg))
+    glow_cfg = matched_glow_config(shape, 8, target)
+    nf_levels, nf_steps = glow_levels(shape), glow_cfg["n_steps"]
+    hidden = matched_normflows_hidden(shape, nf_levels, nf_steps, target)
+    runs = out / "runs" / name
+    shutil.rmtree(runs, ignore_errors=True)
+    contenders = [
+        Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
+             wf_parallel),
+        Ours("Glow (waveletflow)", "glow", glow_cfg, runs / "glow", data, str(path), device, batch_size),
+    ]
+    try:
+        contenders.append(NormflowsGlow(shape, nf_levels, nf_steps, hidden, data, device, batch_size))
+    except ImportError:
+        print("note: normflows is not installed (pip install normflows); its Glow is left out", file=sys.stderr)
+    result = {"dataset": name, "budget_s": budget, "test_images": len(test), "models": []}
+    for c in contenders:
+        params = c.params()
+        curve = []
+        for i in range(points):
+            c.train_for(budget / points)
+            bpd = c.test_bpd(test)
+            curve.append({"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)})
+            print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
+        result["models"].append({"name": c.name, "params": params, "param_ratio": round(params / target, 3),
+                                 "curve": curve})
+    wf = result["models"][0]
+    for m in result["models"][1:]:
+        result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
+    plot_curves(result, out / f"time_to_quality_{name}.png")
+    return result
+
+
+def speedup(wf_curve: list[dict], other_curve: list[dict], other: str) -> dict:
+    """How much sooner Wavelet Flow reaches the test bits/dim that ``other`` reaches at the end of its budget."""
+    goal, t_end = other_curve[-1]["test_bpd"], other_curve[-1]["train_s"]
+    prev_t, prev_b = 0.0, None
+    for p in wf_curve:
+        if p["test_bpd"] <= goal:
+            t = p["train_s"]
+            if prev_b is not None and prev_b > goal:  # interpolate between the two measured points
+                t = prev_t + (prev_b - goal) / (prev_b - p["test_bpd"]) * (p["train_s"] - prev_t)
+            return {"against": other, "goal_bpd": goal, "wavelet_flow_s": round(t, 1), "speedup": round(t_end / t, 2)}
+        prev_t, prev_b = p["train_s"], p["test_bpd"]
+    return {"against": other, "goal_bpd": goal, "wavelet_flow_s": None, "speedup": None,
+            "note": f"Wavelet Flow did not reach {goal:.3f} bits/dim within its budget (ended at {wf_curve[-1]['test_bpd']:.3f})"}
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for m in result["models"]:
+        ax.plot([p["train_s"] / 60 for p in m["curve"]], [p["test_bpd"] for p in m["curve"]], "o-", ms=3,
+                label=f"{m['name']} ({m['params'] / 1e6:.2f} M)")
+    ax.set_xlabel("training time (min)")
+    ax.set_ylabel("test bits/dim")
+    ax.set_title(f"{result['dataset']}: {result['test_images']} test images")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----- shared model builders for 2-4 ---------------------------------------------------------------
+def models_for(size: int, contenders: list[str]) -> dict:
+    shape = (3, size, size)
+    wf_cfg = waveletflow_config(shape, 8)
+    wf = build_model("waveletflow", wf_cfg)
+    out = {"Wavelet Flow": wf}
+    if "glow" in contenders:
+        out["Glow (waveletflow)"] = build_model("glow", glow_config(shape, 8))
+    if "normflows" in contenders:
+        try:
+            from benchmarks.contenders import normflows_glow
+
+            out["normflows Glow"] = normflows_glow(shape, glow_levels(shape), 8, 64)
+        except ImportError:
+            pass
+    return out
+
+
+def _step_time(model, fn, x, repeats: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(repeats + 1):
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = fn(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        if i:  # the first is a warm-up
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ----- 2. throughput -------------------------------------------------------------------------------
+def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: str) -> list[dict]:
+    rows = []
+    for size in sizes:
+        b = batches[size]
+        x = torch.rand(b, 3, size, size, device=device)
+        for name, model in models_for(size, ["glow", "normflows"]).items():
+            model = model.to(device).train()
+            if name == "Wavelet Flow":  # a training image passes through every level once
+                total = 0.0
+                for level in range(len(model.levels)):
+                    crop = model.level_crop(level)
+                    xl = x[:, :, :crop, :crop] if crop else x
+                    total += _step_time(model, lambda v, lv=level: model.level_loss(lv, v), xl, repeats)
+            elif name == "normflows Glow":
+                total = _step_time(model, lambda v: -model.log_prob(v, None), x, repeats)
+            else:
+                total = _step_time(model, lambda v: -model.log_prob(v), x, repeats)
+            rows.append({"size": size, "model": name, "batch": b, "images_per_s": round(b / total, 2)})
+            print(f"[throughput] {size} px {name}: {b / total:.2f} images/s", flush=True)
+    return rows
+
+
+# ----- 3. memory -----------------------------------------------------------------------------------
+MEMORY_PROBE = r"""
+import json, resource, sys, torch
+from waveletflow.models import build_model, glow_config, waveletflow_config
+size, what, level, crop, batch, device = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+shape = (3, size, size)
+if what == "glow":
+    model = build_model("glow", glow_config(shape, 8)).to(device)
+    fn = lambda v: -model.log_prob(v)
+else:
+    model = build_model("waveletflow", waveletflow_config(shape, 8)).to(device)
+    fn = lambda v: model.level_loss(level, v)
+side = crop or size
+x = torch.rand(batch, 3, side, side, device=device)
+torch.set_grad_enabled(True)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if device == "cuda":
+    torch.cuda.reset_peak_memory_stats(); start = torch.cuda.memory_allocated()
+try:
+    fn(x).mean().backward()
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - start
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+    print(json.dumps({"peak_bytes": peak}))
+except (torch.cuda.OutOfMemoryError if device == "cuda" else MemoryError):
+    print(json.dumps({"peak_bytes": None}))
+"""
+
+
+def _probe(size: int, what: str, level: int, crop: int, batch: int, device: str) -> int | None:
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(size), what, str(level), str(crop), str(batch), device],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        return None  # killed for memory, or failed to allocate
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+
+
+def memory(sizes: list[int], batch: int, device: str, cap_gb: float) -> list[dict]:
+    """Peak memory of one training step: the costliest Wavelet Flow level, with and without patch-wise training
+    (top level on half-size crops), against a full-image Glow, for growing sizes until Glow no longer fits."""
+    rows, glow_fits = [], True
+    for size in sizes:
+        wf = build_model("waveletflow", waveletflow_config((3, size, size), 8))
+        n = len(wf.levels)
+        per_level = [_probe(size, "wf", lv, 0, batch, device) for lv in range(n)]
+        top_patch = _probe(size, "wf", n - 1, size // 2, batch, device)
+        patched = per_level[:-1] + [top_patch]
+        glow = _probe(size, "glow", 0, 0, batch, device) if glow_fits else None
+        if glow is None or glow > cap_gb * 2**30:
+            glow_fits = False
+        row = {"size": size, "batch": batch,
+               "wavelet_flow_max_level_mb": _mb(max(p or 0 for p in per_level)),
+               "wavelet_flow_patch_max_level_mb": _mb(max(p or 0 for p in patched)),
+               "wavelet_flow_levels_mb": [_mb(p) for p in per_level],
+               "glow_mb": _mb(glow) if glow_fits or glow is not None else None}
+        rows.append(row)
+        print(f"[memory] {size} px: Wavelet Flow max level {row['wavelet_flow_max_level_mb']} MB "
+              f"(patches {row['wavelet_flow_patch_max_level_mb']} MB), Glow {row['glow_mb']} MB", flush=True)
+    return rows
+
+
+def _mb(b):
+    return None if b is None else round(b / 2**20, 1)
+
+
+# ----- 4. sampling latency -------------------------------------------------------------------------
+@torch.no_grad()
+def sampling_latency(cases: list[tuple[int, int]], repeats: int, device: str) -> list[dict]:
+    rows = []
+    for size, n in cases:
+        for name, model in models_for(size, ["glow", "normflows"]).items():
+            model = model.to(device).eval()
+            fn = lambda: model.sample(n)  # noqa: E731 - both libraries name it sample(n)
+            times = []
+            for i in range(repeats + 1):
+                t0 = time.perf_counter()
+                fn()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if i:
+                    times.append(time.perf_counter() - t0)
+            rows.append({"size": size, "samples": n, "model": name, "seconds": round(statistics.median(times), 4)})
+            print(f"[sampling] {n} × {size} px {name}: {statistics.median(times):.3f} s", flush=True)
+    return rows
+
+
+# ----- report --------------------------------------------------------------------------------------
+def markdown(res: dict) -> str:
+    lines = [f"Machine: {res['machine']}  ", f"Command: `{res['command']}`", ""]
+    for t in res["time_to_quality"]:
+        if "skipped" in t:
+            lines.append(f"{t['dataset']}: skipped ({t['skipped']})\n")
+            continue
+        lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, {t['test_images']} test images)", "",
+                  "| model | parameters | test bits/dim at the end | bits/dim along the budget |", "| --- | --- | --- | --- |"]
+        for m in t["models"]:
+            along = ", ".join(f"{p['test_bpd']:.3f}" for p in m["curve"])
+            lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f} M ({m['param_ratio']:.2f}×) | {m['curve'][-1]['test_bpd']:.3f} | {along} |")
+        lines.append("")
+        for s in t.get("speedups", []):
+            if s["speedup"] is None:
+                lines.append(f"- against {s['against']}: {s['note']}.")
+            else:
+                lines.append(f"- against {s['against']}: Wavelet Flow reaches {s['goal_bpd']:.3f} bits/dim after "
+                             f"{s['wavelet_flow_s']:.0f} s: **{s['speedup']:.2f}×** sooner.")
+        lines.append("")
+    lines += ["### Training throughput (images/s)", "", "| size | model | batch | images/s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['size']} | {r['model']} | {r['batch']} | {r['images_per_s']} |" for r in res["throughput"]]
+    lines += ["", f"### Peak memory of one training step (MB, batch {res['memory'][0]['batch'] if res['memory'] else '-'})", "",
+              "| size | Wavelet Flow, costliest level | with the top level on half-size patches | Glow |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['size']} | {r['wavelet_flow_max_level_mb']} | {r['wavelet_flow_patch_max_level_mb']} | "
+              f"{r['glow_mb'] if r['glow_mb'] is not None else 'does not fit'} |" for r in res["memory"]]
+    lines += ["", "### Sampling latency (s, median)", "", "| samples | model | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {r['samples']} × {r['size']} px | {r['model']} | {r['seconds']} |" for r in res["sampling"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny budgets, checks that every figure is produced")
+    mode.add_argument("--full", action="store_true", help="the README figures")
+    p.add_argument("--datasets", default="mnist,cifar10")
+    p.add_argument("--budget", type=float, help="seconds per model on MNIST (default 20 min full, 40 s quick)")
+    p.add_argument("--cifar-budget", type=float, help="seconds per model on the CIFAR-10 subset")
+    p.add_argument("--points", type=int, help="test evaluations along each budget")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--wf-parallel", type=int, default=1, help="Wavelet Flow level processes (same total cores)")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: quality,throughput,memory,sampling")
+    p.add_argument("--memory-cap-gb", type=float, default=12.0)
+    p.add_argument("--test-images", type=int, help="held-out images per evaluation (default 2000 full, 200 quick)")
+    p.add_argument("--throughput-sizes", help="comma list (default 32,64,256)")
+    p.add_argument("--memory-sizes", help="comma list (default 64,128,256,512 full, 64,128 quick)")
+    p.add_argument("--sampling-cases", help="comma list of SIZE:N (default 32:64,256:1)")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    a = p.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)  # normflows calls a deprecated torch.lu
+    full = a.full
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skip = set(filter(None, a.skip.split(",")))
+    budget = a.budget or (1200.0 if full else 40.0)
+    cifar_budget = a.cifar_budget or (300.0 if full else 40.0)
+    points = a.points or (5 if full else 2)
+    res = {"machine": machine(), "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "device": a.device, "mode": "full" if full else "quick", "time_to_quality": [], "throughput": [],
+           "memory": [], "sampling": []}
+    t0 = time.perf_counter()
+    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    if "quality" not in skip:
+        for name in a.datasets.split(","):
+            res["time_to_quality"].append(time_to_quality(
+                name, budget if name == "mnist" else cifar_budget, points, a.test_images or (2000 if full else 200),
+                a.device, out, a.wf_parallel, 64))
+    if "throughput" not in skip:
+        sizes = ints(a.throughput_sizes or "32,64,256")
+        batches = {s: (64 if s <= 32 else 16 if s <= 64 else 2) if a.device == "cpu" else (64 if s <= 64 else 8) for s in sizes}
+        res["throughput"] = throughput(sizes, batches, 3 if full else 1, a.device)
+    if "memory" not in skip:
+        res["memory"] = memory(ints(a.memory_sizes or ("64,128,256,512" if full else "64,128")), 4, a.device, a.memory_cap_gb)
+    if "sampling" not in skip:
+        cases = [tuple(int(v) for v in c.split(":")) for c in (a.sampling_cases or "32:64,256:1").split(",")]
+        res["sampling"] = sampling_latency(cases, 3 if full else 1, a.device)
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
