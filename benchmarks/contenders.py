@@ -45,8 +45,8 @@ class Ours:
                             progress=False, eval_every=10**9, val_images=64, checkpoint_every=10**9,
                             checkpoint_seconds=10**9)
         t0 = time.perf_counter()
-        train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, dict(self.config),
-              data=self.data)
+        config = None if (self.run_dir / "model.json").exists() else dict(self.config)  # resumed chunks keep theirs
+        train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, config, data=self.data)
         self.trained_s += time.perf_counter() - t0
 
     def test_bpd(self, images: np.ndarray) -> float:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -23,13 +21,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.contenders import (
     NormflowsGlow, Ours, count_params, glow_levels, matched_glow_config, matched_normflows_hidden, waveletflow_default,
 )
-from waveletflow.data import ImageDataset, load_dataset
+from waveletflow.data import load_dataset
 from waveletflow.models import build_model, glow_config, waveletflow_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +188,7 @@ def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: 
 
 # ----- 3. memory -----------------------------------------------------------------------------------
 MEMORY_PROBE = r"""
-import json, resource, sys, torch
+import json, os, sys, threading, time, torch
 from waveletflow.models import build_model, glow_config, waveletflow_config
 size, what, level, crop, batch, device = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 shape = (3, size, size)
@@ -203,17 +200,26 @@ else:
     fn = lambda v: model.level_loss(level, v)
 side = crop or size
 x = torch.rand(batch, 3, side, side, device=device)
-torch.set_grad_enabled(True)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * page
+peak, running = [rss()], [True]
+def sample():  # the CPU allocator keeps no peak statistic: sample the resident set during the step
+    while running[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.0005)
 if device == "cuda":
     torch.cuda.reset_peak_memory_stats(); start = torch.cuda.memory_allocated()
+else:
+    base = rss(); t = threading.Thread(target=sample); t.start()
 try:
     fn(x).mean().backward()
     if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - start
+        used = torch.cuda.max_memory_allocated() - start
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
-    print(json.dumps({"peak_bytes": peak}))
+        running[0] = False; t.join(); used = max(peak[0], rss()) - base
+    print(json.dumps({"peak_bytes": used}))
 except (torch.cuda.OutOfMemoryError if device == "cuda" else MemoryError):
     print(json.dumps({"peak_bytes": None}))
 """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="digits, mnist, fashion-mnist, cifar10, an .npz file or an image folder")
     p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
-    p.add_argument("--model", choices=["waveletflow", "glow"], default=None, help="model type (default waveletflow)")
+    p.add_argument("--model", choices=["waveletflow", "glow", "mrcnf"], default=None, help="model type (default waveletflow)")
     p.add_argument("--level", default="all", help="'all' or level numbers, e.g. 2 or 0,3")
     p.add_argument("--parallel", type=int, default=1, help="train levels in this many processes sharing the cores")
     g = p.add_mutually_exclusive_group()
@@ -220,7 +219,7 @@ def cmd_sample(a) -> int:
 def cmd_super_resolve(a) -> int:
     import torch
 
-    from waveletflow.images import from_display, image_grid, read_image, save_png, to_display
+    from waveletflow.images import from_display, read_image, save_png, to_display
 
     model = _load(a.run, a.device)
     dmax = int(model.config.get("display_max", 2**model.n_bits - 1))

@@ -11,7 +11,7 @@ from torch import Tensor
 LN2 = math.log(2.0)
 
 
-def bits_per_dim(log_prob: Tensor | float, num_dims: int, n_bits: int) -> Tensor:
+def bits_per_dim(log_prob: Tensor | float, num_dims: int | float | Tensor, n_bits: int) -> Tensor:
     """Bits/dim of the discrete image from a log-density (nats) over ``[0, 1)^D``.
 
     ``(−log p(x) + D·n_bits·ln 2) / (D·ln 2)``, the density of the dequantised image in ``[0,1)^D``
@@ -34,5 +34,5 @@ def level_bits_per_dim(level_log_probs: Tensor, level_dims: Sequence[int], n_bit
         (..., L): level l contributes ``(−log p_l + D_l·n_bits·ln 2) / (D·ln 2)``.
     """
     dims = torch.as_tensor(list(level_dims), dtype=level_log_probs.dtype, device=level_log_probs.device)
-    total = float(dims.sum())
-    return (-level_log_probs + dims * (n_bits * LN2)) / (total * LN2)
+    # each level's own bits/dim, weighted by its share of the image's dimensions
+    return bits_per_dim(level_log_probs, dims, n_bits) * (dims / dims.sum())

@@ -2,6 +2,7 @@
 
 from waveletflow.layers.actnorm import ActNorm
 from waveletflow.layers.base import InvertibleLayer, Sequential
+from waveletflow.layers.cnf import CNF, LogitTransform, SolverConfig
 from waveletflow.layers.conv1x1 import InvConv1x1
 from waveletflow.layers.coupling import COUPLINGS, AffineCoupling, CouplingNet, ZeroConv2d
 from waveletflow.layers.reshape import Squeeze
@@ -9,7 +10,10 @@ from waveletflow.layers.split import SplitPrior
 
 __all__ = [
     "COUPLINGS",
+    "CNF",
     "ActNorm",
+    "LogitTransform",
+    "SolverConfig",
     "AffineCoupling",
     "CouplingNet",
     "InvConv1x1",

@@ -7,7 +7,6 @@ its own through ``level_loss``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +76,10 @@ class FlowModel(nn.Module):
     def level_loss(self, level: int, x: Tensor) -> Tensor:
         """(N,) negative log-likelihood (nats) of one level, for ``x`` possibly cropped for that level."""
         return -self.level_log_probs(x)[:, level]
+
+    def level_objective(self, level: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """What the trainer minimises for one level: the NLL (N,) nats and a regulariser (scalar, 0 by default)."""
+        return self.level_loss(level, x), x.new_zeros(())
 
     def level_crop(self, level: int) -> int | None:
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""

@@ -65,7 +65,9 @@ def model_types() -> dict[str, type[FlowModel]]:
     from waveletflow.models.glow import Glow
     from waveletflow.models.waveletflow import WaveletFlow
 
-    return {"waveletflow": WaveletFlow, "glow": Glow}
+    from waveletflow.models.mrcnf import MRCNF
+
+    return {"waveletflow": WaveletFlow, "glow": Glow, "mrcnf": MRCNF}
 
 
 def build_model(model_type: str, config: dict[str, Any]) -> FlowModel:

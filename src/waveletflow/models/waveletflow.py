@@ -105,17 +105,9 @@ class WaveletFlow(FlowModel):
                 f"but the config lists {len(level_cfgs)}"
             )
         self.level_cfgs = level_cfgs
-        lu = config.get("lu", True)
-        b = {**_LEVEL_DEFAULTS, "n_levels": 1, **config.get("base", {})}
-        base_shape = (c, *base_hw)
-        flows: list[nn.Module] = [
-            MultiScaleGlow(
-                base_shape, n_levels=b["n_levels"], n_steps=b["n_steps"], width=b["width"], n_blocks=b["n_blocks"],
-                coupling=b["coupling"], lu=lu, squeeze=b.get("squeeze", min(base_hw) > 1 and base_hw[0] % 2 == 0 and base_hw[1] % 2 == 0),
-            )
-        ]
+        flows: list[nn.Module] = [self._build_base((c, *base_hw), dict(config.get("base", {})))]
         for j, lc in enumerate(level_cfgs):
-            flows.append(flow_stack(3 * c, lc["n_steps"], c, lc["width"], lc["n_blocks"], lc["coupling"], lu))
+            flows.append(self._build_level(c, lc))
             if lc["crop"] is not None:
                 crop = int(lc["crop"])
                 steps = n_detail - j  # Haar steps from the full image down to this level's details
@@ -124,6 +116,20 @@ class WaveletFlow(FlowModel):
                         f"level {j + 1}: crop {crop} must be at most the image size and divisible by {2**steps}"
                     )
         self.levels = nn.ModuleList(flows)
+
+    def _build_base(self, base_shape: tuple[int, int, int], cfg: dict[str, Any]) -> nn.Module:
+        """The unconditional flow of level 0: a Glow, with squeezes where the base allows them."""
+        b = {**_LEVEL_DEFAULTS, "n_levels": 1, **cfg}
+        _, bh, bw = base_shape
+        squeeze = b.get("squeeze", min(bh, bw) > 1 and bh % 2 == 0 and bw % 2 == 0)
+        return MultiScaleGlow(base_shape, n_levels=b["n_levels"], n_steps=b["n_steps"], width=b["width"],
+                              n_blocks=b["n_blocks"], coupling=b["coupling"], lu=self.config.get("lu", True),
+                              squeeze=squeeze)
+
+    def _build_level(self, channels: int, cfg: dict[str, Any]) -> nn.Module:
+        """The conditional flow of a detail level: K Glow steps on 3C channels given the C-channel low-pass."""
+        return flow_stack(3 * channels, cfg["n_steps"], channels, cfg["width"], cfg["n_blocks"], cfg["coupling"],
+                          self.config.get("lu", True))
 
     # ----- structure ---------------------------------------------------------------------------
     @property
@@ -180,7 +186,7 @@ class WaveletFlow(FlowModel):
         self._check_images(x)
         steps = self._decompose(x, len(self.sizes) - 1)[::-1]
         base = steps[0][0] if steps else x
-        parts = [self.levels[0](base)[0]]
+        parts = [self.levels[0](base)[0].reshape(x.shape[0], -1)]
         for j, (low, detail, _) in enumerate(steps):
             parts.append(self.levels[j + 1](detail, low)[0].reshape(x.shape[0], -1))
         return torch.cat(parts, dim=1)
@@ -196,7 +202,10 @@ class WaveletFlow(FlowModel):
 
     def decode(self, z: Tensor) -> Tensor:
         chunks = torch.split(z, self.level_dims, dim=1)
-        base = self.levels[0].inverse(chunks[0])
+        z0 = chunks[0]
+        if not isinstance(self.levels[0], MultiScaleGlow):  # a flow on the base image itself (MRCNF)
+            z0 = z0.reshape(z.shape[0], self.image_shape[0], *self.sizes[0])
+        base = self.levels[0].inverse(z0)
         return self._decode_from(base, chunks[1:], 1)
 
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,

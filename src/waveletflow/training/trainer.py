@@ -81,7 +81,11 @@ def default_config(model_type: str, image_shape: tuple[int, int, int], n_bits: i
         return waveletflow_config(image_shape, n_bits, **overrides)
     if model_type == "glow":
         return glow_config(image_shape, n_bits, **overrides)
-    raise UserInputError(f"unknown model type {model_type!r}; choose waveletflow or glow")
+    if model_type == "mrcnf":
+        from waveletflow.models.mrcnf import mrcnf_config
+
+        return mrcnf_config(image_shape, n_bits, **overrides)
+    raise UserInputError(f"unknown model type {model_type!r}; choose waveletflow, glow or mrcnf")
 
 
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
@@ -287,8 +291,8 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
                 g["lr"] = _lr_at(step, opts)
             idx = torch.randint(0, n_train, (min(opts.batch_size, n_train),), generator=gen).numpy()
             x = _batch(model, level, train_images, idx, gen, data_bits, opts)
-            nll = model.level_loss(level, x)
-            loss = nll.mean() / (dims * LN2)
+            nll, reg = model.level_objective(level, x)
+            loss = nll.mean() / (dims * LN2) + reg
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 skipped += 1
