@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from waveletflow.data import dequantize, quantize, reduce_bits, to_tensor
 from waveletflow.errors import UserInputError
-from waveletflow.metrics import bits_per_dim, level_bits_per_dim
+from waveletflow.metrics import level_bits_per_dim
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -174,10 +174,6 @@ class FlowModel(nn.Module):
         self.train(was_training)
         levels = (totals / n).tolist()
         return BitsPerDim(bits_per_dim=float(math.fsum(levels)), levels=levels, images=n)
-
-    def image_bits_per_dim(self, x: Tensor) -> Tensor:
-        """(N,) bits/dim of dequantised images ``x`` (the shared formula of :mod:`waveletflow.metrics`)."""
-        return bits_per_dim(self.log_prob(x), self.num_dims, self.n_bits)
 
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class TrainOptions:
     flip: bool = False
     progress: bool = True
     progress_position: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> str:
