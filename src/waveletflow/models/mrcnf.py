@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
