@@ -99,6 +99,7 @@ def test_pyramid_png(tmp_path, capsys):
     (["sample", "{tmp}/nothing", "--out", "{tmp}/s.png"], "no run"),
     (["info", "{tmp}/nothing"], "no run"),
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--bogus"], "unrecognized"),
+    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--joint", "--parallel", "2"], "--joint"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     np.savez(tmp_path / "nokeys.npz", images=np.zeros((2, 4, 4, 1), np.uint8))
@@ -134,5 +135,7 @@ def test_corrupt_and_untrained_runs_fail_cleanly(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", run, "--steps", "5", "--level", "1", "--quiet")
     assert code == 2 and "corrupt checkpoint" in err
     assert ckpt.read_bytes() == b"garbage"  # the user's file is left as it was
+    code, _, err = run_cli(capsys, "evaluate", trained_run, "--data", "digits", "--ode-tol", "1e-3")
+    assert code == 2 and "apply to continuous models" in err
     code, _, err = run_cli(capsys, "evaluate", trained_run, "--data", "{}".format(tmp_path / "odd.npz"))
     assert code == 2

@@ -7,6 +7,7 @@ pytest.importorskip("torchdiffeq")
 
 from flow_checks import flat_jacobian_logdet, randomize  # noqa: E402
 from waveletflow.flows import standard_normal_logp  # noqa: E402
+from waveletflow.layers import ActNorm  # noqa: E402
 from waveletflow.layers.cnf import CNF, SolverConfig  # noqa: E402
 from waveletflow.models.mrcnf import MRCNF, mrcnf_config  # noqa: E402
 from waveletflow.wavelets import haar  # noqa: E402
@@ -115,7 +116,35 @@ def test_mrcnf_objective_adds_the_rnode_penalty():
     assert nll.shape == (4,) and float(reg) > 0
 
 
-def test_mrcnf_trains_and_loads_through_the_shared_trainer(tmp_path):
+def test_mrcnf_joint_objective_is_the_image_nll_plus_every_level_penalty():
+    model = tiny_mrcnf()
+    model.train()
+    for m in model.modules():
+        if isinstance(m, CNF):
+            m.train_solver = SolverConfig("dopri5", 1e-8, 1e-8)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64) * 0.9 + 0.05
+    nll, reg = model.objective([0, 1], x)
+    assert torch.allclose(nll, -model.level_log_probs(x).sum(1), atol=1e-6)
+    parts = [model.level_objective(level, x)[1] for level in (0, 1)]
+    assert all(float(p) > 0 for p in parts)
+    assert abs(float(reg) - float(sum(parts))) < 1e-6
+
+
+def test_mrcnf_actnorm_standardises_each_level_at_initialisation():
+    cfg = mrcnf_config((1, 8, 8), 5, base_size=4, hidden=[8])
+    model = MRCNF(cfg).double().train()
+    x = torch.rand(64, 1, 8, 8, dtype=torch.float64) * 0.1 + 0.3  # narrow details, far from N(0, 1)
+    low, detail, _ = haar(x, "unimodular")
+    first = model.levels[1].layers[0]
+    assert isinstance(first, ActNorm)
+    y, _ = first(detail)
+    assert abs(float(y.mean())) < 1e-6 and abs(float(y.std(unbiased=False)) - 1) < 1e-3
+    bare = MRCNF({**cfg, "actnorm": False})
+    assert not any(isinstance(m, ActNorm) for m in bare.modules())
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_mrcnf_trains_and_loads_through_the_shared_trainer(tmp_path, capsys, joint):
     from waveletflow import load
     from waveletflow.data import load_dataset
     from waveletflow.training import TrainOptions, train
@@ -123,9 +152,27 @@ def test_mrcnf_trains_and_loads_through_the_shared_trainer(tmp_path):
     data = load_dataset("digits")
     cfg = {"base_size": 4, "hidden": [8], "train_solver": {"method": "rk4", "atol": 1e-3, "rtol": 1e-3},
            "eval_solver": {"method": "rk4", "atol": 1e-3, "rtol": 1e-3}}
-    opts = TrainOptions(steps=2, batch_size=8, init_batch=8, val_images=8, progress=False)
+    opts = TrainOptions(steps=2, batch_size=8, init_batch=8, val_images=8, progress=False, joint=joint)
     res = train(tmp_path / "m", "digits", "mrcnf", "all", 1, opts, cfg, data=data)
-    assert [r["step"] for r in res] == [2, 2]
+    assert [r["step"] for r in res] == ([2] if joint else [2, 2])
+    import csv
+
+    with open(tmp_path / "m" / ("joint_0-1" if joint else "level_01") / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert int(rows[-1]["nfe"]) > 0  # rk4: 4 evaluations a step, per CNF solved
     model = load(tmp_path / "m")
     out = model.bits_per_dim(data.x_test[:8], data_bits=5)
     assert abs(sum(out.levels) - out.bits_per_dim) < 1e-9 and out.bits_per_dim > 0
+    if joint:
+        return
+    # the CLI evaluates with another solver when asked, and reports each level's function evaluations
+    import json
+
+    from waveletflow.cli import main
+
+    assert main(["evaluate", str(tmp_path / "m"), "--data", "digits", "--limit", "8", "--json",
+                 "--ode-solver", "euler"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [lv["nfe"] for lv in res["levels"]] == [1, 1]  # euler over [0, 1] with one step: one evaluation each
+    assert main(["evaluate", str(tmp_path / "m"), "--data", "digits", "--limit", "8", "--ode-tol", "-1"]) == 2
+    assert "tolerance must be positive" in capsys.readouterr().err

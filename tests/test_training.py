@@ -69,7 +69,7 @@ def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch):
     with torch.no_grad():
         next(model.levels[3].parameters()).fill_(float("nan"))
     opt = torch.optim.Adam(model.levels[3].parameters())
-    assert not _save_checkpoint(model, 3, ckpt.parent, opt, torch.Generator(), 3, 1.0, {})
+    assert not _save_checkpoint(model, [3], ckpt.parent, opt, torch.Generator(), 3, 1.0, {})
     assert ckpt.read_bytes() == before
     # a non-finite loss is skipped, not stepped on
     from waveletflow.models.waveletflow import WaveletFlow
@@ -150,3 +150,71 @@ def test_glow_trains_with_the_same_trainer_and_improves(tmp_path):
     train(tmp_path / "g", str(path), None, "all", 1, opts(steps=80, batch_size=32, val_images=64, warmup=10), data=data)
     after = load(tmp_path / "g").bits_per_dim(data.x_test).bits_per_dim
     assert after < before - 0.5
+
+
+# ----- joint training ------------------------------------------------------------------------------
+def test_joint_objective_is_the_image_nll():
+    from waveletflow.models.waveletflow import WaveletFlow, waveletflow_config
+
+    model = WaveletFlow(waveletflow_config((1, 8, 8), 5, **TINY_WF))
+    x = torch.rand(3, 1, 8, 8)
+    nll, reg = model.objective([0, 1, 2, 3], x)
+    assert torch.allclose(nll, -model.log_prob(x), atol=1e-4)
+    assert float(reg) == 0.0
+    part, _ = model.objective([1, 3], x)
+    assert torch.allclose(part, model.level_loss(1, x) + model.level_loss(3, x))
+
+
+def test_joint_training_moves_every_level_and_resumes_exactly(tmp_path):
+    data = load_dataset("digits")
+    o = opts(steps=6, joint=True)
+    res = train(tmp_path / "a", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
+    assert len(res) == 1 and res[0]["level"] == [0, 1, 2, 3] and res[0]["step"] == 6
+    dims = [1, 3, 12, 48]
+    # the joint validation figure is the dimension-weighted mean of the per-level ones
+    assert abs(res[0]["val_bpd"] - sum(b * d for b, d in zip(res[0]["levels_val_bpd"], dims)) / 64) < 1e-9
+    unit = tmp_path / "a" / "joint_0-1-2-3"
+    assert (unit / "checkpoint.pt").exists() and (unit / "metrics.csv").read_text().splitlines()[-1].startswith("6,")
+    for level in range(4):
+        state = json.loads((tmp_path / "a" / f"level_{level:02d}" / "state.json").read_text())
+        assert state["unit"] == "joint_0-1-2-3" and state["step"] == 6
+    # every level moved away from its initial weights in one optimiser
+    train(tmp_path / "z", "digits", "waveletflow", "all", 1, opts(steps=0, joint=True), dict(TINY_WF), data=data)
+    start, end = level_params(tmp_path / "z"), level_params(tmp_path / "a")
+    for level in range(4):
+        keys = [k for k in start if k.startswith(f"levels.{level}.") and start[k].is_floating_point()]
+        assert any(not torch.equal(start[k], end[k]) for k in keys), level
+    # interrupted at 3 and resumed: the same weights as 6 steps in one go
+    train(tmp_path / "b", "digits", "waveletflow", "all", 1, opts(steps=3, joint=True), dict(TINY_WF), data=data)
+    train(tmp_path / "b", "digits", None, "all", 1, o, data=data)
+    b = level_params(tmp_path / "b")
+    for k in end:
+        assert torch.equal(end[k], b[k]), k
+    out = load(tmp_path / "a").bits_per_dim(data.x_test[:50], data_bits=5)
+    assert abs(sum(out.levels) - out.bits_per_dim) < 1e-9
+
+
+def test_progressive_then_joint_starts_from_the_trained_levels(tmp_path):
+    data = load_dataset("digits")
+    run = tmp_path / "r"
+    train(run, "digits", "waveletflow", "all", 1, opts(steps=3), dict(TINY_WF), data=data)
+    trained = level_params(run)
+    train(run, "digits", None, "1,2", 1, opts(steps=0, joint=True), data=data)
+    assert (run / "joint_1-2" / "checkpoint.pt").exists()
+    after = level_params(run)
+    for k in trained:
+        assert torch.equal(trained[k], after[k]), k
+    train(run, "digits", None, "1,2", 1, opts(steps=2, joint=True), data=data)
+    # level 2's own checkpoint is now older than its weights: resuming it would lose the joint steps
+    newer = (run / "level_02" / "weights.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="trained further in joint_1-2"):
+        train(run, "digits", None, "2", 1, opts(steps=5), data=data)
+    assert (run / "level_02" / "weights.safetensors").read_bytes() == newer
+
+
+def test_joint_training_refuses_cropped_levels(tmp_path):
+    data = load_dataset("digits")
+    cfg = json.loads(json.dumps(TINY_WF))
+    cfg["levels"][2]["crop"] = 4
+    with pytest.raises(ValueError, match="level 3 trains on crops"):
+        train(tmp_path / "r", "digits", "waveletflow", "all", 1, opts(steps=1, joint=True), cfg, data=data)

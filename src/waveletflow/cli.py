@@ -23,6 +23,8 @@ def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=["waveletflow", "glow", "mrcnf"], default=None, help="model type (default waveletflow)")
     p.add_argument("--level", default="all", help="'all' or level numbers, e.g. 2 or 0,3")
     p.add_argument("--parallel", type=int, default=1, help="train levels in this many processes sharing the cores")
+    p.add_argument("--joint", action="store_true",
+                   help="train the levels together: one optimiser on the image's bits/dim (default: each on its own)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimiser steps per level (total, counting resumed steps)")
     g.add_argument("--time-budget", type=float, help="wall-clock seconds for the whole command")
@@ -43,6 +45,11 @@ def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--options-json", help=argparse.SUPPRESS)  # all training options, for level workers
 
 
+def _add_solver(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ode-solver", help="continuous models: the ODE solver to evaluate with (default: the model's, dopri5)")
+    p.add_argument("--ode-tol", type=float, help="continuous models: its atol = rtol (default: the model's, 1e-5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="waveletflow", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"waveletflow {__version__}")
@@ -61,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--image-size", type=int)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_solver(p)
 
     p = sub.add_parser("sample", help="draw samples into a PNG grid")
     p.add_argument("run")
@@ -70,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--npz", help="also save the samples (uint8 NHWC, key x)")
     p.add_argument("--device", default="auto")
+    _add_solver(p)
 
     p = sub.add_parser("super-resolve", help="sample a full-size image whose low-pass is the input")
     p.add_argument("run")
@@ -78,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", default="1.0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _add_solver(p)
 
     p = sub.add_parser("info", help="model type, sizes, parameters and training state per level")
     p.add_argument("run")
@@ -110,11 +120,16 @@ def _temperature(text: str):
     return vals[0] if len(vals) == 1 else vals
 
 
-def _load(run: str, device: str):
+def _load(a):
     from waveletflow.models import load
     from waveletflow.training.trainer import resolve_device
 
-    return load(run, resolve_device(device))
+    model = load(a.run, resolve_device(a.device))
+    if a.ode_solver is not None or a.ode_tol is not None:
+        if not hasattr(model, "set_eval_solver"):
+            raise UserInputError(f"--ode-solver and --ode-tol apply to continuous models (mrcnf), not {model.model_type}")
+        model.set_eval_solver(a.ode_solver, a.ode_tol)
+    return model
 
 
 def cmd_train(a) -> int:
@@ -148,7 +163,7 @@ def cmd_train(a) -> int:
     else:
         opts = TrainOptions(
             steps=a.steps, time_budget=a.time_budget, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
-            device=resolve_device(a.device), flip=a.flip, eval_every=a.eval_every, progress=not a.quiet,
+            device=resolve_device(a.device), flip=a.flip, eval_every=a.eval_every, progress=not a.quiet, joint=a.joint,
         )
     if opts.steps is None and opts.time_budget is None:
         raise UserInputError("give --steps N or --time-budget SECONDS")
@@ -157,8 +172,13 @@ def cmd_train(a) -> int:
     if not a.no_curves or a.parallel > 1:
         for r in results:
             val = r.get("val_bpd")
-            print(f"level {r['level']}: step {r['step']}, validation {val:.4f} bits/dim of the level" if val is not None
-                  else f"level {r['level']}: step {r['step']}")
+            if isinstance(r["level"], list):
+                per = ", ".join(f"{b:.4f}" for b in r["levels_val_bpd"])
+                print(f"levels {','.join(map(str, r['level']))} (joint): step {r['step']}, validation {val:.4f} bits/dim "
+                      f"of their dimensions (per level, of its own: {per})")
+            else:
+                print(f"level {r['level']}: step {r['step']}, validation {val:.4f} bits/dim of the level"
+                      if val is not None else f"level {r['level']}: step {r['step']}")
         print(f"trained in {time.perf_counter() - t0:.0f} s; run folder {a.out}")
     return 0
 
@@ -177,16 +197,22 @@ def _evaluate(model, data, split: str, limit: int | None, batch_size: int, seed:
 def cmd_evaluate(a) -> int:
     from waveletflow.data import load_dataset
 
-    model = _load(a.run, a.device)
+    model = _load(a)
     data = load_dataset(a.data, image_size=a.image_size)
     res = _evaluate(model, data, a.split, a.limit, a.batch_size, a.seed)
+    nfe = [model.nfe([i]) for i in range(len(model.levels))]
     if a.json:
-        print(json.dumps(res.to_dict()))
+        out = res.to_dict()
+        if nfe[0] is not None:
+            for lv, n in zip(out["levels"], nfe):
+                lv["nfe"] = n
+        print(json.dumps(out))
     else:
         names = model.level_names()
         print(f"{model.model_type} on {a.data} ({a.split}, {res.images} images)")
         for i, b in enumerate(res.levels):
-            print(f"  level {i} ({names[i]}): {b:.4f}")
+            extra = "" if nfe[i] is None else f"   ({nfe[i]} ODE function evaluations, last batch)"
+            print(f"  level {i} ({names[i]}): {b:.4f}{extra}")
         print(f"  total: {res.bits_per_dim:.4f} bits/dim")
     return 0
 
@@ -208,7 +234,7 @@ def cmd_sample(a) -> int:
 
     if a.n < 1:
         raise UserInputError("--n must be at least 1")
-    model = _load(a.run, a.device)
+    model = _load(a)
     gen = torch.Generator().manual_seed(a.seed)
     x = model.sample(a.n, _temperature(a.temperature), generator=gen)
     _save_images(model, model.to_uint8(x), a.out, a.npz)
@@ -221,7 +247,7 @@ def cmd_super_resolve(a) -> int:
 
     from waveletflow.images import from_display, read_image, save_png, to_display
 
-    model = _load(a.run, a.device)
+    model = _load(a)
     dmax = int(model.config.get("display_max", 2**model.n_bits - 1))
     low = from_display(read_image(a.input, model.image_shape[0]), dmax)[None]
     gen = torch.Generator().manual_seed(a.seed)
@@ -259,6 +285,8 @@ def cmd_info(a) -> int:
         if isinstance(st, dict):
             val = st.get("val_bpd")
             state = f"step {st['step']}, {st['elapsed_s']:.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
+            if str(st.get("unit", "")).startswith("joint_"):
+                state += f" (trained in {st['unit']})"
         print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {state}")
     return 0
 

@@ -69,7 +69,8 @@ class CNF(InvertibleLayer):
     ``forward`` returns ``(z(T), ∫ Tr ∂f/∂z dt)``: the log-det of the map, so that
     ``log p(x) = log p(z(T)) + logdet``. The trace is exact (``divergence="exact"``, D backward passes: small
     inputs and checks) or Hutchinson's estimate with one Gaussian or Rademacher draw per solve. In training mode
-    the RNODE integrals (kinetic energy ``½‖f‖²`` and Jacobian Frobenius ``‖εᵀ∂f/∂z‖²``, per sample) are kept in
+    the RNODE integrals (kinetic energy ``½‖f‖²`` and Jacobian Frobenius ``‖εᵀ∂f/∂z‖²``, per sample and, as in
+    the RNODE code, divided by the dimension so that their weights sit beside a bits/dim loss) are kept in
     ``last_regularizers`` and STEER draws the end time from ``U[T − b, T + b]``; ``last_nfe`` counts function
     evaluations of the last solve.
     """
@@ -154,8 +155,8 @@ class CNF(InvertibleLayer):
         def dynamics(t, state):
             self.last_nfe += 1
             f, div, frob = self.divergence_of(t, state[0], cond, eps, create_graph=create_graph)
-            kinetic = 0.5 * f.pow(2).reshape(n, -1).sum(1)
-            return f, div, kinetic, frob
+            kinetic = 0.5 * f.pow(2).reshape(n, -1).mean(1)
+            return f, div, kinetic, frob / f[0].numel()
 
         zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
         t = torch.tensor([0.0, self._end(x)], dtype=x.dtype, device=x.device)

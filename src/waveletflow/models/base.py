@@ -81,6 +81,16 @@ class FlowModel(nn.Module):
         """What the trainer minimises for one level: the NLL (N,) nats and a regulariser (scalar, 0 by default)."""
         return self.level_loss(level, x), x.new_zeros(())
 
+    def objective(self, levels: Sequence[int], x: Tensor) -> tuple[Tensor, Tensor]:
+        """What the trainer minimises for ``levels`` trained together: their summed NLL (N,) nats and regulariser."""
+        terms = [self.level_objective(level, x) for level in levels]
+        return sum(t[0] for t in terms), sum(t[1] for t in terms)
+
+    def nfe(self, levels: Sequence[int] | None = None) -> int | None:
+        """ODE function evaluations of the last forward solves of ``levels`` (all by default); None for a model
+        with no ODE."""
+        return None
+
     def level_crop(self, level: int) -> int | None:
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""
         return None

@@ -2,7 +2,8 @@
 
 Same structure and API as :class:`~waveletflow.models.waveletflow.WaveletFlow`: level 0 is an unconditional CNF
 on the base image (after a logit transform), level l ≥ 1 a CNF on the detail bands of one Haar step conditioned
-on its low-pass image (concatenated to the ODE state at the first convolution). The Haar step is the
+on its low-pass image (concatenated to the ODE state at the first convolution); every CNF block sits behind a
+data-initialised ActNorm. Levels train on their own or jointly (the trainer's ``joint``). The Haar step is the
 ``unimodular`` one, whose log-det is 0, so the per-level terms add up with no correction. Every bits/dim it
 reports is an image bits/dim of a wavelet-consistent pyramid (never a joint-pyramid figure).
 """
@@ -10,13 +11,14 @@ reports is an image bits/dim of a wavelet-consistent pyramid (never a joint-pyra
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
-from waveletflow.layers import Sequential
-from waveletflow.layers.cnf import CNF, LogitTransform, SolverConfig
+from waveletflow.layers import ActNorm, Sequential
+from waveletflow.layers.cnf import CNF, SOLVERS, LogitTransform, SolverConfig
 from waveletflow.models.waveletflow import WaveletFlow
 from waveletflow.wavelets import pyramid_sizes
 
@@ -24,6 +26,7 @@ MRCNF_DEFAULTS: dict[str, Any] = {
     "convention": "unimodular",
     "alpha": 0.05,
     "cnf_blocks": 1,  # CNF blocks per level (20 in the paper's CIFAR-10 model)
+    "actnorm": True,  # a data-initialised ActNorm in front of every CNF block
     "hidden": [32, 32, 32],
     "end_time": 1.0,
     "steer": 0.0,
@@ -78,13 +81,26 @@ class MRCNF(WaveletFlow):
             adjoint=cfg["adjoint"],
         )
 
+    def _blocks(self, channels: int, cond_channels: int, cfg: dict[str, Any]) -> list[nn.Module]:
+        """``cnf_blocks`` CNFs, each behind an ActNorm unless ``actnorm`` is off.
+
+        The ActNorm matters: a zero-initialised CNF starts as the identity, and detail coefficients are an
+        order of magnitude narrower than N(0, 1), so without it the ODE must first learn a scale.
+        """
+        actnorm = cfg.get("actnorm", self.config["actnorm"])
+        out: list[nn.Module] = []
+        for _ in range(cfg.get("cnf_blocks", self.config["cnf_blocks"])):
+            if actnorm:
+                out.append(ActNorm(channels))
+            out.append(self._cnf(channels, cond_channels, cfg))
+        return out
+
     def _build_base(self, base_shape: tuple[int, int, int], cfg: dict[str, Any]) -> nn.Module:
-        blocks = [self._cnf(base_shape[0], 0, cfg) for _ in range(cfg.get("cnf_blocks", self.config["cnf_blocks"]))]
-        return Sequential([LogitTransform(base_shape[0], self.config["alpha"]), *blocks])
+        c = base_shape[0]
+        return Sequential([LogitTransform(c, self.config["alpha"]), *self._blocks(c, 0, cfg)])
 
     def _build_level(self, channels: int, cfg: dict[str, Any]) -> nn.Module:
-        n = cfg.get("cnf_blocks", self.config["cnf_blocks"])
-        return Sequential([self._cnf(3 * channels, channels, cfg) for _ in range(n)])
+        return Sequential(self._blocks(3 * channels, channels, cfg))
 
     def level_objective(self, level: int, x: Tensor) -> tuple[Tensor, Tensor]:
         """Negative log-likelihood (N,) and the RNODE penalty (a scalar) of one level."""
@@ -96,6 +112,18 @@ class MRCNF(WaveletFlow):
                 reg = reg + self.config["jacobian"] * m.last_regularizers["jacobian"].mean()
         return nll, reg
 
-    def nfe(self) -> int:
-        """Function evaluations of the last solves, summed over every CNF."""
-        return sum(m.last_nfe for m in self.modules() if isinstance(m, CNF))
+    def set_eval_solver(self, method: str | None = None, tol: float | None = None) -> None:
+        """Evaluate (log_prob, encode, decode, sample) with another ODE solver and/or ``atol = rtol = tol``."""
+        if method is not None and method not in SOLVERS:
+            raise UserInputError(f"unknown ODE solver {method!r}; choose one of {', '.join(SOLVERS)}")
+        if tol is not None and not tol > 0:
+            raise UserInputError(f"the ODE tolerance must be positive, got {tol}")
+        for m in self.modules():
+            if isinstance(m, CNF):
+                old = m.eval_solver
+                m.eval_solver = SolverConfig(method or old.method, tol or old.atol, tol or old.rtol)
+
+    def nfe(self, levels: Sequence[int] | None = None) -> int:
+        """Function evaluations of the last solves of ``levels`` (all by default), summed over their CNFs."""
+        chosen = range(len(self.levels)) if levels is None else levels
+        return sum(m.last_nfe for v in chosen for m in self.levels[v].modules() if isinstance(m, CNF))

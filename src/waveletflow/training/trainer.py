@@ -26,18 +26,20 @@ from waveletflow.errors import UserInputError
 from waveletflow.metrics import LN2, bits_per_dim
 from waveletflow.models.base import FlowModel, WEIGHTS_FILE, level_dir
 from waveletflow.models.glow import glow_config
-from waveletflow.models.io import atomic_write, build_model, read_model_file, save_level_weights, write_json_atomic
+from waveletflow.models.io import (atomic_write, build_model, load_level_weights, read_model_file, save_level_weights,
+                                  write_json_atomic)
 from waveletflow.models.waveletflow import waveletflow_config
 
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATE_FILE = "state.json"
-METRICS_FIELDS = ["step", "elapsed_s", "train_bpd", "val_bpd", "images_per_s", "lr", "grad_norm"]
+METRICS_FIELDS = ["step", "elapsed_s", "train_bpd", "val_bpd", "images_per_s", "lr", "grad_norm", "nfe"]
 
 
 @dataclass
 class TrainOptions:
-    """How to train. ``steps`` counts optimiser steps per level; ``time_budget`` (s) is for the whole command."""
+    """How to train. ``steps`` counts optimiser steps per level (per unit with ``joint``: all the levels asked
+    for, one optimiser on their summed NLL); ``time_budget`` (s) is for the whole command."""
 
     steps: int | None = None
     time_budget: float | None = None
@@ -54,6 +56,7 @@ class TrainOptions:
     checkpoint_seconds: float = 120.0
     val_images: int = 500
     flip: bool = False
+    joint: bool = False
     progress: bool = True
     progress_position: int = 0
 
@@ -170,36 +173,56 @@ def _lr_at(step: int, opts: TrainOptions) -> float:
     return opts.lr * min(1.0, (step + 1) / max(1, opts.warmup))
 
 
-def _batch(model: FlowModel, level: int, images, idx: np.ndarray, gen: torch.Generator, data_bits: int,
+def _batch(model: FlowModel, level: int | None, images, idx: np.ndarray, gen: torch.Generator, data_bits: int,
            opts: TrainOptions) -> torch.Tensor:
-    """Dequantise whole images once, then flip and crop them for this level (decomposition happens in the model)."""
+    """Dequantise whole images once, then flip and crop them for ``level`` (whole images for None); the
+    decomposition happens in the model."""
     x = model.prepare(images[np.sort(idx)], gen, data_bits)
     if opts.flip:
         x = random_flip(x, gen)
-    crop = model.level_crop(level)
+    crop = None if level is None else model.level_crop(level)
     if crop is not None:
         x = random_crop(x, crop, gen)
     return x
 
 
 @torch.no_grad()
-def level_validation_bpd(model: FlowModel, level: int, images, data_bits: int, batch_size: int = 256) -> float:
-    """Mean bits/dim of one level over its own dimensions, on whole images, with fixed dequantisation noise."""
+def level_validation_bpd(model: FlowModel, levels: list[int], images, data_bits: int,
+                         batch_size: int = 256) -> list[float]:
+    """Mean bits/dim of each of ``levels`` over its own dimensions, on whole images, with fixed dequantisation
+    noise (the same noise for every level)."""
     was = model.training
     model.eval()
     gen = torch.Generator().manual_seed(12345)
-    total, n = 0.0, len(images)
+    totals, n = [0.0] * len(levels), len(images)
     for s in range(0, n, batch_size):
         x = model.prepare(images[s : s + batch_size], gen, data_bits)
-        total += float(bits_per_dim(-model.level_loss(level, x), model.level_dims[level], model.n_bits).sum())
+        for i, level in enumerate(levels):
+            nll = model.level_loss(level, x)
+            totals[i] += float(bits_per_dim(-nll, model.level_dims[level], model.n_bits).sum())
     model.train(was)
-    return total / n
+    return [t / n for t in totals]
 
 
-def _save_checkpoint(model: FlowModel, level: int, ldir: Path, opt, gen, step: int, elapsed: float,
+def unit_dir(run_dir: str | Path, levels: list[int]) -> Path:
+    """Where one unit of training keeps its checkpoint and metrics: ``level_XX`` for one level, ``joint_A-B-C``
+    for levels trained together."""
+    if len(levels) == 1:
+        return level_dir(run_dir, levels[0])
+    return Path(run_dir) / ("joint_" + "-".join(str(v) for v in levels))
+
+
+def _unit_module(model: FlowModel, levels: list[int]) -> torch.nn.Module:
+    if len(levels) == 1:
+        return model.levels[levels[0]]
+    return torch.nn.ModuleDict({str(v): model.levels[v] for v in levels})
+
+
+def _save_checkpoint(model: FlowModel, levels: list[int], udir: Path, opt, gen, step: int, elapsed: float,
                      last: dict[str, Any]) -> bool:
-    """Write checkpoint, weights and state atomically; refuses (returns False) when a parameter is not finite."""
-    module = model.levels[level]
+    """Write the unit's checkpoint and each level's weights and state atomically; refuses (returns False) when a
+    parameter is not finite. Each level's ``state.json`` names the unit that wrote its weights."""
+    module = _unit_module(model, levels)
     if not all(torch.isfinite(p).all() for p in module.parameters()):
         return False
     state = {
@@ -209,40 +232,98 @@ def _save_checkpoint(model: FlowModel, level: int, ldir: Path, opt, gen, step: i
         "optimizer": opt.state_dict(),
         "rng": gen.get_state(),
     }
-    atomic_write(ldir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
-    save_level_weights(model, level, ldir / WEIGHTS_FILE)
-    write_json_atomic(ldir / STATE_FILE, {"step": step, "elapsed_s": round(elapsed, 2), **last})
+    atomic_write(udir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+    for i, level in enumerate(levels):
+        ldir = level_dir(udir.parent, level)
+        save_level_weights(model, level, ldir / WEIGHTS_FILE)
+        level_state = {"step": step, "elapsed_s": round(elapsed, 2), "unit": udir.name, "train_bpd": last["train_bpd"],
+                       "val_bpd": None if last["val_bpd"] is None else last["levels_val_bpd"][i]}
+        if len(levels) > 1:
+            level_state["unit_val_bpd"] = last["val_bpd"]
+        write_json_atomic(ldir / STATE_FILE, level_state)
     return True
 
 
-def _load_checkpoint(path: Path, level: int) -> dict[str, Any]:
+def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserInputError(
-            f"corrupt checkpoint for level {level} at {path} ({type(exc).__name__}); move it away to restart that level"
+            f"corrupt checkpoint {path} ({type(exc).__name__}); move it away to go on from the saved level weights "
+            f"with a new optimiser, or move {path.parent} away to restart"
         ) from None
 
 
-def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images, val_images, data_bits: int,
-                opts: TrainOptions, budget_s: float | None = None) -> dict[str, Any]:
-    """Train one level until ``opts.steps`` optimiser steps in total or ``budget_s`` seconds in this call.
+def _check_not_superseded(run_dir: Path, levels: list[int], udir: Path) -> None:
+    """Refuse to resume a unit whose levels were trained further by another unit since its checkpoint
+    (resuming would overwrite the newer weights)."""
+    for level in levels:
+        path = level_dir(run_dir, level) / STATE_FILE
+        if not path.is_file():
+            continue
+        try:
+            writer = json.loads(path.read_text()).get("unit", udir.name)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if writer != udir.name:
+            raise UserInputError(
+                f"level {level} was trained further in {writer} after {udir.name}/{CHECKPOINT_FILE} was written; "
+                f"move {udir} away to continue from the newer weights"
+            )
 
-    Resumes from ``level_XX/checkpoint.pt`` when present (step, optimiser, RNG). Returns a summary.
+
+def _start_levels(model: FlowModel, levels: list[int], run_dir: Path, train_images, data_bits: int,
+                  opts: TrainOptions, gen: torch.Generator) -> None:
+    """A new unit starts each level from its saved weights where another unit trained it (progressive then joint
+    training, or the reverse), and from a data-dependent initialisation otherwise."""
+    fresh = []
+    for level in levels:
+        path = level_dir(run_dir, level) / WEIGHTS_FILE
+        if path.is_file():
+            load_level_weights(model, level, path)
+            print(f"note: level {level} starts from its saved weights ({path})", file=sys.stderr)
+        else:
+            fresh.append(level)
+    if not fresh:
+        return
+    n_train = len(train_images)
+    idx = torch.randint(0, n_train, (min(opts.init_batch, n_train),), generator=gen).numpy()
+    x = _batch(model, fresh[0] if len(levels) == 1 else None, train_images, idx, gen, data_bits, opts)
+    for level in fresh:
+        for m in model.levels[level].modules():
+            if hasattr(m, "initialized"):
+                m.initialized.fill_(False)
+        with torch.no_grad():
+            model.level_loss(level, x)  # data-dependent init, layer by layer
+
+
+def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, train_images, val_images,
+                data_bits: int, opts: TrainOptions, budget_s: float | None = None) -> dict[str, Any]:
+    """Train one level, or several levels jointly (one optimiser on their summed NLL, the bits/dim of the image
+    when they are all the levels), until ``opts.steps`` optimiser steps in total or ``budget_s`` seconds.
+
+    Resumes from the unit's ``checkpoint.pt`` when present (step, optimiser, RNG). Returns a summary.
     """
     from tqdm import tqdm
 
-    ldir = level_dir(run_dir, level)
-    ldir.mkdir(parents=True, exist_ok=True)
-    module = model.levels[level]
+    levels = [level] if isinstance(level, int) else sorted(level)
+    run_dir = Path(run_dir)
+    udir = unit_dir(run_dir, levels)
+    udir.mkdir(parents=True, exist_ok=True)
+    if len(levels) > 1:
+        cropped = [v for v in levels if model.level_crop(v) is not None]
+        if cropped:
+            raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
+    module = _unit_module(model, levels)
     model.train()
     opt = torch.optim.Adam(module.parameters(), lr=opts.lr)
-    gen = torch.Generator().manual_seed(opts.seed * 1009 + level)
+    gen = torch.Generator().manual_seed(opts.seed * 1009 + (levels[0] if len(levels) == 1 else 1000 + sum(levels)))
     step, elapsed_before = 0, 0.0
-    ckpt_path = ldir / CHECKPOINT_FILE
+    ckpt_path = udir / CHECKPOINT_FILE
     n_train = len(train_images)
     if ckpt_path.exists():
-        ck = _load_checkpoint(ckpt_path, level)
+        _check_not_superseded(run_dir, levels, udir)
+        ck = _load_checkpoint(ckpt_path)
         try:
             module.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -251,33 +332,37 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserInputError(f"checkpoint {ckpt_path} does not fit this model ({type(exc).__name__})") from None
     else:
-        idx = torch.randint(0, n_train, (min(opts.init_batch, n_train),), generator=gen).numpy()
-        x = _batch(model, level, train_images, idx, gen, data_bits, opts)
-        for m in module.modules():
-            if hasattr(m, "initialized"):
-                m.initialized.fill_(False)
-        with torch.no_grad():
-            model.level_loss(level, x)  # data-dependent init, layer by layer
-    crop = model.level_crop(level)
+        _start_levels(model, levels, run_dir, train_images, data_bits, opts, gen)
+    crop = model.level_crop(levels[0]) if len(levels) == 1 else None
     full = model.image_shape[1] * model.image_shape[2]
-    dims = model.level_dims[level] * ((crop * crop / full) if crop else 1.0)
+    dims = sum(model.level_dims[v] for v in levels) * ((crop * crop / full) if crop else 1.0)
+    level_dims = [model.level_dims[v] for v in levels]
 
-    metrics_path = ldir / "metrics.csv"
+    def validate() -> tuple[float, list[float]]:
+        per = level_validation_bpd(model, levels, val_images, data_bits)
+        return sum(b * d for b, d in zip(per, level_dims)) / sum(level_dims), per
+
+    metrics_path = udir / "metrics.csv"
     new_file = not metrics_path.exists()
+    fields = METRICS_FIELDS
+    if not new_file:  # keep the columns of a file an older version started
+        with open(metrics_path, newline="") as fh:
+            fields = next(csv.reader(fh), None) or METRICS_FIELDS
     metrics = open(metrics_path, "a", newline="")
-    writer = csv.DictWriter(metrics, fieldnames=METRICS_FIELDS)
+    writer = csv.DictWriter(metrics, fieldnames=fields, extrasaction="ignore")
     if new_file:
         writer.writeheader()
-    tb = _tensorboard(ldir)
+    tb = _tensorboard(udir)
 
     target = opts.steps
     start = time.perf_counter()
     last_ckpt_time = start
-    bar = tqdm(total=target, initial=step, desc=f"level {level}", position=opts.progress_position,
+    desc = f"level {levels[0]}" if len(levels) == 1 else "levels " + ",".join(map(str, levels))
+    bar = tqdm(total=target, initial=step, desc=desc, position=opts.progress_position,
                disable=not opts.progress, leave=True, dynamic_ncols=True, file=sys.stderr)
     running, running_n, seen, t_log = 0.0, 0, 0, time.perf_counter()
-    skipped, last_val, grad_norm = 0, None, float("nan")
-    last_saved = {"train_bpd": None, "val_bpd": None}
+    skipped, last_val, last_per, grad_norm = 0, None, None, float("nan")
+    last_saved: dict[str, Any] = {"train_bpd": None, "val_bpd": None, "levels_val_bpd": None}
 
     def done() -> bool:
         if target is not None and step >= target:
@@ -289,14 +374,15 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, opts)
             idx = torch.randint(0, n_train, (min(opts.batch_size, n_train),), generator=gen).numpy()
-            x = _batch(model, level, train_images, idx, gen, data_bits, opts)
-            nll, reg = model.level_objective(level, x)
+            x = _batch(model, levels[0] if len(levels) == 1 else None, train_images, idx, gen, data_bits, opts)
+            nll, reg = model.objective(levels, x)
+            nfe = model.nfe(levels)
             loss = nll.mean() / (dims * LN2) + reg
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 skipped += 1
                 if skipped > 50:
-                    raise UserInputError(f"level {level}: the loss stayed non-finite; lower --lr (last good checkpoint kept)")
+                    raise UserInputError(f"{desc}: the loss stayed non-finite; lower --lr (last good checkpoint kept)")
                 continue
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), opts.grad_clip))
@@ -316,12 +402,13 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
             val_due = step % opts.eval_every == 0
             if step % opts.log_every == 0 or val_due or done():
                 if val_due or done():
-                    last_val = level_validation_bpd(model, level, val_images, data_bits)
+                    last_val, last_per = validate()
                 ips = seen / max(now - t_log, 1e-9)
                 row = {
                     "step": step, "elapsed_s": round(elapsed_before + now - start, 2),
                     "train_bpd": round(running / running_n, 5), "val_bpd": "" if not val_due and not done() else round(last_val, 5),
                     "images_per_s": round(ips, 1), "lr": _lr_at(step - 1, opts), "grad_norm": round(grad_norm, 4),
+                    "nfe": "" if nfe is None else nfe,
                 }
                 writer.writerow(row)
                 metrics.flush()
@@ -330,16 +417,18 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
                     if row["val_bpd"] != "":
                         tb.add_scalar("val_bpd", row["val_bpd"], step)
                 post = {"bpd": f"{running / running_n:.3f}", "img/s": f"{ips:.0f}"}
+                if nfe is not None:
+                    post["nfe"] = str(nfe)
                 if last_val is not None:
                     post["val"] = f"{last_val:.3f}"
                 if budget_s is not None:
                     post["left"] = f"{max(0.0, budget_s - (now - start)):.0f}s"
                 bar.set_postfix(post)
-                last_saved = {"train_bpd": row["train_bpd"], "val_bpd": last_val}
+                last_saved = {"train_bpd": row["train_bpd"], "val_bpd": last_val, "levels_val_bpd": last_per}
                 running, running_n, seen, t_log = 0.0, 0, 0, now
             if step % opts.checkpoint_every == 0 or now - last_ckpt_time > opts.checkpoint_seconds:
-                if not _save_checkpoint(model, level, ldir, opt, gen, step, elapsed_before + now - start, last_saved):
-                    _restore(model, level, ckpt_path, opt, gen)
+                if not _save_checkpoint(model, levels, udir, opt, gen, step, elapsed_before + now - start, last_saved):
+                    _restore(module, desc, ckpt_path, opt)
                 last_ckpt_time = now
     finally:
         bar.close()
@@ -347,21 +436,25 @@ def train_level(model: FlowModel, level: int, run_dir: str | Path, train_images,
         if tb is not None:
             tb.close()
     if last_val is None:
-        last_val = level_validation_bpd(model, level, val_images, data_bits)
-        last_saved["val_bpd"] = last_val
+        last_val, last_per = validate()
+        last_saved.update(val_bpd=last_val, levels_val_bpd=last_per)
     elapsed = elapsed_before + time.perf_counter() - start
-    if not _save_checkpoint(model, level, ldir, opt, gen, step, elapsed, last_saved):
-        raise UserInputError(f"level {level}: parameters became non-finite; the last good checkpoint was kept")
-    return {"level": level, "step": step, "elapsed_s": elapsed, "val_bpd": last_val}
+    if not _save_checkpoint(model, levels, udir, opt, gen, step, elapsed, last_saved):
+        raise UserInputError(f"{desc}: parameters became non-finite; the last good checkpoint was kept")
+    summary = {"level": levels[0] if len(levels) == 1 else levels, "step": step, "elapsed_s": elapsed,
+               "val_bpd": last_val}
+    if len(levels) > 1:
+        summary["levels_val_bpd"] = last_per
+    return summary
 
 
-def _restore(model: FlowModel, level: int, ckpt_path: Path, opt, gen) -> None:
+def _restore(module: torch.nn.Module, desc: str, ckpt_path: Path, opt) -> None:
     if not ckpt_path.exists():
-        raise UserInputError(f"level {level}: parameters became non-finite before the first checkpoint; lower --lr")
-    ck = _load_checkpoint(ckpt_path, level)
-    model.levels[level].load_state_dict(ck["model"])
+        raise UserInputError(f"{desc}: parameters became non-finite before the first checkpoint; lower --lr")
+    ck = _load_checkpoint(ckpt_path)
+    module.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
-    print(f"warning: level {level} diverged; restored the checkpoint of step {ck['step']}", file=sys.stderr)
+    print(f"warning: {desc} diverged; restored the checkpoint of step {ck['step']}", file=sys.stderr)
 
 
 def _tensorboard(ldir: Path):
@@ -404,6 +497,8 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     opts = opts or TrainOptions()
     if opts.steps is None and opts.time_budget is None:
         raise UserInputError("give --steps or --time-budget")
+    if opts.joint and parallel > 1:
+        raise UserInputError("--joint trains its levels together in one process; drop --parallel")
     run_dir = Path(run_dir)
     data = data or load_dataset(data_spec, image_size=image_size)
     meta = prepare_run(run_dir, data, data_spec, model_type, overrides, n_bits, opts.seed, level_spec)
@@ -419,13 +514,15 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     train_x, val_x = split_train_val(data, run["val_size"])
     val_x = val_x[: opts.val_images]
     results = []
-    for i, level in enumerate(levels):
+    units = [levels] if opts.joint else [[v] for v in levels]
+    for i, unit in enumerate(units):
         budget = None
         if opts.time_budget is not None:
             left = opts.time_budget - (time.perf_counter() - start)
-            rest = sum(shares[lv] for lv in levels[i:])
-            budget = max(0.0, left * shares[level] / rest)
-        results.append(train_level(model, level, run_dir, train_x, val_x, run["data_bits"], opts, budget))
+            share = sum(shares[v] for v in unit)
+            rest = sum(shares[v] for u in units[i:] for v in u)
+            budget = max(0.0, left * share / rest)
+        results.append(train_level(model, unit, run_dir, train_x, val_x, run["data_bits"], opts, budget))
     from waveletflow.training.plots import plot_curves
 
     plot_curves(run_dir, names=model.level_names())
