@@ -1,8 +1,10 @@
-"""One trainer for every model type: each level trains on its own (SPEC §3).
+"""One trainer for every model type: each level trains on its own (SPEC §3), or a set of levels together.
 
 A run folder holds ``model.json`` (the model), ``run.json`` (data and split) and one ``level_XX/``
 per level with ``checkpoint.pt`` (weights, optimiser, RNG, step), ``weights.safetensors``,
-``state.json`` and ``metrics.csv``. Running the same command again resumes every level.
+``state.json`` and ``metrics.csv``. Running the same command again resumes every level. Levels trained
+together (``joint``) form one unit whose checkpoint and metrics live in ``joint_A-B-C/``; their weights and
+state still go to each ``level_XX/``.
 """
 
 from __future__ import annotations
