@@ -274,8 +274,8 @@ def _check_not_superseded(run_dir: Path, levels: list[int], udir: Path) -> None:
             )
 
 
-def _start_levels(model: FlowModel, levels: list[int], run_dir: Path, train_images, data_bits: int,
-                  opts: TrainOptions, gen: torch.Generator) -> None:
+def _start_levels(model: FlowModel, levels: list[int], single: int | None, run_dir: Path, train_images,
+                  data_bits: int, opts: TrainOptions, gen: torch.Generator) -> None:
     """A new unit starts each level from its saved weights where another unit trained it (progressive then joint
     training, or the reverse), and from a data-dependent initialisation otherwise."""
     fresh = []
@@ -290,7 +290,7 @@ def _start_levels(model: FlowModel, levels: list[int], run_dir: Path, train_imag
         return
     n_train = len(train_images)
     idx = torch.randint(0, n_train, (min(opts.init_batch, n_train),), generator=gen).numpy()
-    x = _batch(model, fresh[0] if len(levels) == 1 else None, train_images, idx, gen, data_bits, opts)
+    x = _batch(model, single, train_images, idx, gen, data_bits, opts)
     for level in fresh:
         for m in model.levels[level].modules():
             if hasattr(m, "initialized"):
@@ -309,17 +309,18 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
     from tqdm import tqdm
 
     levels = [level] if isinstance(level, int) else sorted(level)
+    single = levels[0] if len(levels) == 1 else None  # the level of a one-level unit (crops apply to it)
     run_dir = Path(run_dir)
     udir = unit_dir(run_dir, levels)
     udir.mkdir(parents=True, exist_ok=True)
-    if len(levels) > 1:
+    if single is None:
         cropped = [v for v in levels if model.level_crop(v) is not None]
         if cropped:
             raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
     module = _unit_module(model, levels)
     model.train()
     opt = torch.optim.Adam(module.parameters(), lr=opts.lr)
-    gen = torch.Generator().manual_seed(opts.seed * 1009 + (levels[0] if len(levels) == 1 else 1000 + sum(levels)))
+    gen = torch.Generator().manual_seed(opts.seed * 1009 + (1000 + sum(levels) if single is None else single))
     step, elapsed_before = 0, 0.0
     ckpt_path = udir / CHECKPOINT_FILE
     n_train = len(train_images)
@@ -334,8 +335,8 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserInputError(f"checkpoint {ckpt_path} does not fit this model ({type(exc).__name__})") from None
     else:
-        _start_levels(model, levels, run_dir, train_images, data_bits, opts, gen)
-    crop = model.level_crop(levels[0]) if len(levels) == 1 else None
+        _start_levels(model, levels, single, run_dir, train_images, data_bits, opts, gen)
+    crop = None if single is None else model.level_crop(single)
     full = model.image_shape[1] * model.image_shape[2]
     dims = sum(model.level_dims[v] for v in levels) * ((crop * crop / full) if crop else 1.0)
     level_dims = [model.level_dims[v] for v in levels]
@@ -359,7 +360,7 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
     target = opts.steps
     start = time.perf_counter()
     last_ckpt_time = start
-    desc = f"level {levels[0]}" if len(levels) == 1 else "levels " + ",".join(map(str, levels))
+    desc = "levels " + ",".join(map(str, levels)) if single is None else f"level {single}"
     bar = tqdm(total=target, initial=step, desc=desc, position=opts.progress_position,
                disable=not opts.progress, leave=True, dynamic_ncols=True, file=sys.stderr)
     running, running_n, seen, t_log = 0.0, 0, 0, time.perf_counter()
@@ -376,7 +377,7 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, opts)
             idx = torch.randint(0, n_train, (min(opts.batch_size, n_train),), generator=gen).numpy()
-            x = _batch(model, levels[0] if len(levels) == 1 else None, train_images, idx, gen, data_bits, opts)
+            x = _batch(model, single, train_images, idx, gen, data_bits, opts)
             nll, reg = model.objective(levels, x)
             nfe = model.nfe(levels)
             loss = nll.mean() / (dims * LN2) + reg
@@ -443,9 +444,9 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
     elapsed = elapsed_before + time.perf_counter() - start
     if not _save_checkpoint(model, levels, udir, opt, gen, step, elapsed, last_saved):
         raise UserInputError(f"{desc}: parameters became non-finite; the last good checkpoint was kept")
-    summary = {"level": levels[0] if len(levels) == 1 else levels, "step": step, "elapsed_s": elapsed,
+    summary = {"level": levels if single is None else single, "step": step, "elapsed_s": elapsed,
                "val_bpd": last_val}
-    if len(levels) > 1:
+    if single is None:
         summary["levels_val_bpd"] = last_per
     return summary
 
