@@ -2,8 +2,8 @@
 
 ``Ours`` trains this project's models through the library's own trainer (resuming the run folder chunk by
 chunk, exactly as a user would); ``NormflowsGlow`` is the peer library's multi-scale Glow built to its
-documented recipe (``GlowBlock`` × K → ``Squeeze`` per level, ``Merge`` between levels, a ``DiagGaussian``
-per level) and trained with the same optimiser, batch size, warm-up and clipping.
+documented recipe (``GlowBlock`` × K → ``Squeeze`` per scale, ``Merge`` between scales, a ``DiagGaussian``
+per scale) and trained with the same optimiser, batch size, warm-up and clipping.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from waveletflow import load
+from waveletflow.config import Config
 from waveletflow.data import ImageDataset, dequantize, to_tensor
 from waveletflow.metrics import bits_per_dim
 from waveletflow.models import build_model, glow_config, waveletflow_config
+from waveletflow.models.config import GlowConfig, WaveletFlowConfig
+from waveletflow.rundir import RunDir
 from waveletflow.training import TrainOptions, train
 
 
@@ -30,7 +32,7 @@ def count_params(module: torch.nn.Module) -> int:
 class Ours:
     """A waveletflow model type trained by ``waveletflow.training.train`` in a run folder."""
 
-    def __init__(self, name: str, model_type: str, config: dict[str, Any], run_dir: Path, data: ImageDataset,
+    def __init__(self, name: str, model_type: str, config: Config, run_dir: Path, data: ImageDataset,
                  data_spec: str, device: str, batch_size: int, parallel: int = 1, seed: int = 0):
         self.name, self.model_type, self.config, self.data_spec = name, model_type, config, data_spec
         self.run_dir, self.data, self.device = run_dir, data, device
@@ -45,8 +47,8 @@ class Ours:
                             progress=False, eval_every=10**9, val_images=64, checkpoint_every=10**9,
                             checkpoint_seconds=10**9)
         t0 = time.perf_counter()
-        config = None if (self.run_dir / "model.json").exists() else dict(self.config)  # resumed chunks keep theirs
-        train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, config, data=self.data)
+        overrides = None if RunDir(self.run_dir).is_model() else self.config.to_dict()  # resumed chunks keep theirs
+        train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, overrides, data=self.data)
         self.trained_s += time.perf_counter() - t0
 
     def test_bpd(self, images: np.ndarray) -> float:
@@ -54,20 +56,20 @@ class Ours:
         return model.bits_per_dim(images, data_bits=self.data.n_bits).bits_per_dim
 
 
-def normflows_glow(image_shape: tuple[int, int, int], n_levels: int, n_steps: int, hidden: int):
+def normflows_glow(image_shape: tuple[int, int, int], n_scales: int, n_steps: int, hidden: int):
     """normflows' multi-scale Glow, following its Glow example (unconditional base distributions)."""
     import normflows as nf
 
     c, h, w = image_shape
     q0, merges, flows = [], [], []
-    for i in range(n_levels):
-        flows.append([nf.flows.GlowBlock(c * 2 ** (n_levels + 1 - i), hidden, split_mode="channel", scale=True)
+    for i in range(n_scales):
+        flows.append([nf.flows.GlowBlock(c * 2 ** (n_scales + 1 - i), hidden, split_mode="channel", scale=True)
                       for _ in range(n_steps)] + [nf.flows.Squeeze()])
         if i > 0:
             merges.append(nf.flows.Merge())
-            latent = (c * 2 ** (n_levels - i), h // 2 ** (n_levels - i), w // 2 ** (n_levels - i))
+            latent = (c * 2 ** (n_scales - i), h // 2 ** (n_scales - i), w // 2 ** (n_scales - i))
         else:
-            latent = (c * 2 ** (n_levels + 1), h // 2**n_levels, w // 2**n_levels)
+            latent = (c * 2 ** (n_scales + 1), h // 2**n_scales, w // 2**n_scales)
         q0.append(nf.distributions.DiagGaussian(latent))
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
 
@@ -75,11 +77,11 @@ def normflows_glow(image_shape: tuple[int, int, int], n_levels: int, n_steps: in
 class NormflowsGlow:
     """The peer library's Glow with the same training loop settings as ours."""
 
-    def __init__(self, image_shape, n_levels: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
+    def __init__(self, image_shape, n_scales: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
                  batch_size: int, lr: float = 1e-3, warmup: int = 200, grad_clip: float = 50.0, seed: int = 0):
         torch.manual_seed(seed)
         self.name = "normflows Glow"
-        self.model = normflows_glow(image_shape, n_levels, n_steps, hidden).to(device)
+        self.model = normflows_glow(image_shape, n_scales, n_steps, hidden).to(device)
         self.data, self.device, self.batch_size = data, device, batch_size
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.lr, self.warmup, self.grad_clip = lr, warmup, grad_clip
@@ -125,12 +127,13 @@ class NormflowsGlow:
         return total / len(images)
 
 
-def glow_levels(image_shape) -> int:
-    return glow_config(tuple(image_shape))["n_levels"]
+def glow_scales(image_shape) -> int:
+    """The number of squeeze scales of our default Glow for images of ``image_shape``."""
+    return glow_config(tuple(image_shape)).n_scales
 
 
-def matched_glow_config(image_shape, n_bits: int, target: int) -> dict[str, Any]:
-    """Our Glow with the number of steps per level that brings its parameters closest to ``target``."""
+def matched_glow_config(image_shape, n_bits: int, target: int) -> GlowConfig:
+    """Our Glow with the number of steps per scale that brings its parameters closest to ``target``."""
     best = None
     for k in range(1, 65):
         cfg = glow_config(tuple(image_shape), n_bits, n_steps=k)
@@ -142,11 +145,11 @@ def matched_glow_config(image_shape, n_bits: int, target: int) -> dict[str, Any]
     return best[0]
 
 
-def matched_normflows_hidden(image_shape, n_levels: int, n_steps: int, target: int) -> int:
+def matched_normflows_hidden(image_shape, n_scales: int, n_steps: int, target: int) -> int:
     """normflows Glow hidden width bringing its parameters closest to ``target``."""
     best = None
     for hidden in range(16, 1025, 8):
-        p = count_params(normflows_glow(tuple(image_shape), n_levels, n_steps, hidden))
+        p = count_params(normflows_glow(tuple(image_shape), n_scales, n_steps, hidden))
         if best is None or abs(p - target) < abs(best[1] - target):
             best = (hidden, p)
         if p > target:
@@ -154,5 +157,5 @@ def matched_normflows_hidden(image_shape, n_levels: int, n_steps: int, target: i
     return best[0]
 
 
-def waveletflow_default(image_shape, n_bits: int) -> dict[str, Any]:
+def waveletflow_default(image_shape, n_bits: int) -> WaveletFlowConfig:
     return waveletflow_config(tuple(image_shape), n_bits)

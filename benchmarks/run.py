@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.contenders import (
-    NormflowsGlow, Ours, count_params, glow_levels, matched_glow_config, matched_normflows_hidden, waveletflow_default,
+    NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden, waveletflow_default,
 )
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, glow_config, waveletflow_config
@@ -61,8 +61,8 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     wf_cfg = waveletflow_default(shape, 8)
     target = count_params(build_model("waveletflow", wf_cfg))
     glow_cfg = matched_glow_config(shape, 8, target)
-    nf_levels, nf_steps = glow_levels(shape), glow_cfg["n_steps"]
-    hidden = matched_normflows_hidden(shape, nf_levels, nf_steps, target)
+    nf_scales, nf_steps = glow_scales(shape), glow_cfg.n_steps
+    hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
     runs = out / "runs" / name
     shutil.rmtree(runs, ignore_errors=True)
     contenders = [
@@ -71,7 +71,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
         Ours("Glow (waveletflow)", "glow", glow_cfg, runs / "glow", data, str(path), device, batch_size),
     ]
     try:
-        contenders.append(NormflowsGlow(shape, nf_levels, nf_steps, hidden, data, device, batch_size))
+        contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size))
     except ImportError:
         print("note: normflows is not installed (pip install normflows); its Glow is left out", file=sys.stderr)
     result = {"dataset": name, "budget_s": budget, "test_images": len(test), "models": []}
@@ -139,7 +139,7 @@ def models_for(size: int, contenders: list[str]) -> dict:
         try:
             from benchmarks.contenders import normflows_glow
 
-            out["normflows Glow"] = normflows_glow(shape, glow_levels(shape), 8, 64)
+            out["normflows Glow"] = normflows_glow(shape, glow_scales(shape), 8, 64)
         except ImportError:
             pass
     return out
@@ -176,7 +176,7 @@ def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: 
                 for level in range(len(model.levels)):
                     crop = model.level_crop(level)
                     xl = x[:, :, :crop, :crop] if crop else x
-                    total += _step_time(model, lambda v, lv=level: model.level_loss(lv, v), xl, repeats)
+                    total += _step_time(model, lambda v, lv=level: model.objective([lv], v).nll, xl, repeats)
             elif name == "normflows Glow":
                 total = _step_time(model, lambda v: -model.log_prob(v, None), x, repeats)
             else:
@@ -197,7 +197,7 @@ if what == "glow":
     fn = lambda v: -model.log_prob(v)
 else:
     model = build_model("waveletflow", waveletflow_config(shape, 8)).to(device)
-    fn = lambda v: model.level_loss(level, v)
+    fn = lambda v: model.objective([level], v).nll
 side = crop or size
 x = torch.rand(batch, 3, side, side, device=device)
 page = os.sysconf("SC_PAGE_SIZE")
@@ -247,8 +247,8 @@ def memory(sizes: list[int], batch: int, device: str, cap_gb: float) -> list[dic
         if glow is None or glow > cap_gb * 2**30:
             glow_fits = False
         row = {"size": size, "batch": batch,
-               "wavelet_flow_max_level_mb": _mb(max(p or 0 for p in per_level)),
-               "wavelet_flow_patch_max_level_mb": _mb(max(p or 0 for p in patched)),
+               "wavelet_flow_max_level_mb": _mb(_peak(per_level)),
+               "wavelet_flow_patch_max_level_mb": _mb(_peak(patched)),
                "wavelet_flow_levels_mb": [_mb(p) for p in per_level],
                "glow_mb": _mb(glow) if glow_fits or glow is not None else None}
         rows.append(row)
@@ -259,6 +259,11 @@ def memory(sizes: list[int], batch: int, device: str, cap_gb: float) -> list[dic
 
 def _mb(b):
     return None if b is None else round(b / 2**20, 1)
+
+
+def _peak(per_level):
+    """The largest peak of the levels; None when a level's probe failed (so a failure never looks like a fit)."""
+    return None if any(p is None for p in per_level) else max(per_level)
 
 
 # ----- 4. sampling latency -------------------------------------------------------------------------

@@ -20,9 +20,10 @@ def shared_file(name: str) -> Path:
     return path
 
 
+# levels[0] is the base flow, levels[l] the detail flow of level l
 TINY_WF = {
-    "base": {"n_steps": 2, "width": 8, "n_blocks": 1, "n_levels": 1},
-    "levels": [{"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}],
+    "levels": [{"n_steps": 2, "width": 8, "n_blocks": 1, "n_scales": 1},
+               {"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}, {"n_steps": 2, "width": 8}],
 }
 
 

@@ -100,12 +100,15 @@ def test_pyramid_png(tmp_path, capsys):
     (["info", "{tmp}/nothing"], "no run"),
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--bogus"], "unrecognized"),
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--joint", "--parallel", "2"], "--joint"),
+    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--config", "{tmp}/typo.json"], "'widht'"),
+    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--model", "glow", "--preset", "8x8"], "preset"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     np.savez(tmp_path / "nokeys.npz", images=np.zeros((2, 4, 4, 1), np.uint8))
     np.savez(tmp_path / "odd.npz", x_train=np.zeros((8, 6, 6, 1), np.uint8), x_test=np.zeros((2, 6, 6, 1), np.uint8))
     (tmp_path / "bad.json").write_text("{oops")
-    (tmp_path / "glow3.json").write_text('{"n_levels": 3}')
+    (tmp_path / "glow3.json").write_text('{"n_scales": 3}')
+    (tmp_path / "typo.json").write_text('{"levels": [{}, {"widht": 8}, {}, {}]}')
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     try:
         code = main(argv)

@@ -6,23 +6,32 @@ import torch
 
 from conftest import TINY_WF
 from flow_checks import flat_jacobian_logdet, randomize
-from waveletflow import load
+from waveletflow import load, save
 from waveletflow.flows import standard_normal_logp
 from waveletflow.metrics import bits_per_dim
-from waveletflow.models import Glow, WaveletFlow, glow_config, waveletflow_config
+from waveletflow.models import Glow, glow_config, mrcnf, mrcnf_config, wavelet_flow, waveletflow_config
 from waveletflow.wavelets import haar, haar_pyramid, inverse_haar
 
 
 def tiny_wf(shape=(1, 8, 8), convention="average", dtype=torch.float64, **kw):
     cfg = waveletflow_config(shape, 5, convention=convention, **{**TINY_WF, **kw})
-    m = WaveletFlow(cfg).to(dtype)
+    m = wavelet_flow(cfg).to(dtype)
     randomize(m, scale=0.03)
     return m.eval()
 
 
 def tiny_glow(shape=(1, 8, 8), dtype=torch.float64):
-    m = Glow(glow_config(shape, 5, n_levels=2, n_steps=2, width=8)).to(dtype)
+    m = Glow(glow_config(shape, 5, n_scales=2, n_steps=2, width=8)).to(dtype)
     randomize(m, scale=0.03)
+    return m.eval()
+
+
+def tiny_mrcnf(dtype=torch.float64):
+    pytest.importorskip("torchdiffeq")
+    cfg = mrcnf_config((1, 4, 4), 5, base_size=2, hidden=[4], divergence="exact",
+                       eval_solver={"method": "dopri5", "atol": 1e-7, "rtol": 1e-7})
+    m = mrcnf(cfg).to(dtype)
+    randomize(m, scale=0.1)
     return m.eval()
 
 
@@ -30,10 +39,10 @@ MODELS = {
     "waveletflow-average": lambda: tiny_wf(),
     "waveletflow-orthonormal": lambda: tiny_wf(convention="orthonormal"),
     "waveletflow-unimodular": lambda: tiny_wf(convention="unimodular"),
-    "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:2],
-                                             base={"n_steps": 2, "width": 8, "n_levels": 1}),
+    "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:3]),
     "glow": lambda: tiny_glow(),
     "glow-rgb": lambda: tiny_glow((3, 8, 8)),
+    "mrcnf": lambda: tiny_mrcnf(),
 }
 
 
@@ -94,15 +103,16 @@ def test_per_level_bits_sum_to_total():
 
 
 def test_level_loss_matches_level_log_probs_and_crops():
-    model = tiny_wf(levels=[{"n_steps": 1, "width": 8}, {"n_steps": 1, "width": 8}, {"n_steps": 1, "width": 8, "crop": 4}])
+    model = tiny_wf(levels=[TINY_WF["levels"][0], {"n_steps": 1, "width": 8}, {"n_steps": 1, "width": 8},
+                            {"n_steps": 1, "width": 8, "crop": 4}])
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     lp = model.level_log_probs(x)
     for level in range(4):
-        assert torch.allclose(model.level_loss(level, x), -lp[:, level], atol=1e-10)
+        assert torch.allclose(model.objective([level], x).nll, -lp[:, level], atol=1e-10)
     assert model.level_crop(3) == 4
-    assert model.level_loss(3, x[:, :, :4, :4]).shape == (2,)  # a patch trains the top level
+    assert model.objective([3], x[:, :, :4, :4]).nll.shape == (2,)  # a patch trains the top level
     with pytest.raises(ValueError, match="crop"):
-        tiny_wf(levels=[{"n_steps": 1}, {"n_steps": 1, "crop": 2}, {"n_steps": 1}])
+        tiny_wf(levels=[{"n_steps": 1}, {"n_steps": 1}, {"n_steps": 1, "crop": 2}, {"n_steps": 1}])
 
 
 @pytest.mark.parametrize("size", [2, 4])
@@ -123,7 +133,7 @@ def test_super_resolution_keeps_the_low_pass(size):
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_full_size_models_build_and_score(shape):
-    for model in (Glow(glow_config(shape, 8, n_steps=1, width=8)), WaveletFlow(waveletflow_config(shape, 8))):
+    for model in (Glow(glow_config(shape, 8, n_steps=1, width=8)), wavelet_flow(waveletflow_config(shape, 8))):
         x = torch.rand(2, *shape)
         lp = model.log_prob(x)
         assert lp.shape == (2,) and torch.isfinite(lp).all()
@@ -143,7 +153,7 @@ def test_per_level_temperatures():
 @pytest.mark.parametrize("name", ["waveletflow-average", "glow"])
 def test_save_load_round_trip(name, tmp_path):
     model = MODELS[name]().float()
-    model.save(tmp_path / "m")
+    save(model, tmp_path / "m")
     loaded = load(tmp_path / "m")
     x = torch.rand(3, *model.image_shape)
     assert type(loaded) is type(model)
@@ -154,7 +164,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="no run"):
         load(tmp_path / "nothing")
     model = tiny_wf().float()
-    model.save(tmp_path / "m")
+    save(model, tmp_path / "m")
     (tmp_path / "m" / "level_02" / "weights.safetensors").unlink()
     with pytest.raises(ValueError, match="level 2 was never trained"):
         load(tmp_path / "m")
@@ -167,10 +177,47 @@ def test_load_errors(tmp_path):
 
 
 def test_64px_preset_trains_its_top_level_on_patches():
-    model = WaveletFlow(waveletflow_config((3, 64, 64), 8))
+    model = wavelet_flow(waveletflow_config((3, 64, 64), 8))
     top = len(model.levels) - 1
     assert model.level_crop(top) == 32 and model.level_dims[top] == 3 * 3 * 32 * 32
     patch = torch.rand(2, 3, 32, 32)
-    assert model.level_loss(top, patch).shape == (2,)
+    assert model.objective([top], patch).nll.shape == (2,)
     with torch.no_grad():
         assert torch.isfinite(model.log_prob(torch.rand(1, 3, 64, 64))).all()
+
+
+def test_runs_of_the_first_format_load_and_newer_ones_are_refused(tmp_path):
+    import json
+
+    model = tiny_wf().float()
+    save(model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    cfg = meta["config"]
+    base = {**cfg["levels"][0], "n_levels": cfg["levels"][0].pop("n_scales")}
+    old = {"model_type": "waveletflow", "config": {**cfg, "base": base, "levels": cfg["levels"][1:]}}
+    (tmp_path / "m" / "model.json").write_text(json.dumps(old))  # as written before format versions
+    x = torch.rand(3, *model.image_shape)
+    assert torch.allclose(load(tmp_path / "m").log_prob(x), model.log_prob(x), atol=1e-5)
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(ValueError, match="newer"):
+        load(tmp_path / "m")
+
+
+def test_wavelet_model_composes_any_flows_and_checks_them(tmp_path):
+    from waveletflow.flows import MultiScaleGlow, flow_stack
+    from waveletflow.models import WaveletModel
+
+    base = MultiScaleGlow((1, 2, 2), n_scales=1, n_steps=1, width=4, squeeze=False)
+    details = [flow_stack(3, 1, 1, width=4), flow_stack(3, 1, 1, width=4)]
+    model = WaveletModel(base, details, "orthonormal", image_shape=(1, 8, 8)).double()
+    randomize(model, scale=0.05)
+    assert model.level_dims == [4, 12, 48] and model.level_names()[1] == "details 2x2 -> 4x4"
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    assert (model.decode(model.encode(x)) - x).abs().max() < 1e-9
+    # the objective of a set of levels is the sum of their own objectives
+    both = model.objective([0, 2], x).nll
+    assert torch.allclose(both, model.objective([0], x).nll + model.objective([2], x).nll, atol=1e-10)
+    with pytest.raises(ValueError, match="level 1 needs a flow on 3 channels conditioned on 1"):
+        WaveletModel(base, [flow_stack(3, 1, 0, width=4), details[1]], image_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="built from a config"):
+        save(model, tmp_path / "m")

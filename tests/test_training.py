@@ -7,10 +7,11 @@ import torch
 from conftest import TINY_WF, shared_file
 from waveletflow import load
 from waveletflow.data import ImageDataset, load_dataset
-from waveletflow.training import TrainOptions, budget_shares, train
-from waveletflow.training.trainer import _save_checkpoint
+from waveletflow.models import build_model, default_config
+from waveletflow.rundir import RunDir
+from waveletflow.training import TrainOptions, TrainUnit, budget_shares, train
 
-TINY_GLOW = {"n_levels": 2, "n_steps": 2, "width": 8}
+TINY_GLOW = {"n_scales": 2, "n_steps": 2, "width": 8}
 
 
 def opts(**kw):
@@ -60,7 +61,7 @@ def test_budget_shares():
         max(d / 64, 0.125) for d in [1, 3, 12, 48])
 
 
-def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch):
+def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch, caplog):
     data = load_dataset("digits")
     train(tmp_path / "r", "digits", "waveletflow", "3", 1, opts(steps=2), dict(TINY_WF), data=data)
     ckpt = tmp_path / "r" / "level_03" / "checkpoint.pt"
@@ -68,23 +69,27 @@ def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch):
     model = load(tmp_path / "r", allow_untrained=True)
     with torch.no_grad():
         next(model.levels[3].parameters()).fill_(float("nan"))
-    opt = torch.optim.Adam(model.levels[3].parameters())
-    assert not _save_checkpoint(model, [3], ckpt.parent, opt, torch.Generator(), 3, 1.0, {})
+    unit = TrainUnit(model, 3, RunDir(tmp_path / "r"), opts(steps=3), data.x_train, data.x_train[:8], 5)
+    assert not unit.save(1.0)
     assert ckpt.read_bytes() == before
+    unit.restore()  # what training does instead: back to the last checkpoint, with a warning
+    assert all(torch.isfinite(p).all() for p in model.levels[3].parameters())
+    assert "level 3 diverged; restored the checkpoint of step 2" in caplog.text
     # a non-finite loss is skipped, not stepped on
-    from waveletflow.models.waveletflow import WaveletFlow
-
-    real = WaveletFlow.level_loss
+    cls = type(model)
+    real = cls._level_terms
     calls = {"n": 0}
 
-    def flaky(self, level, x):
+    def flaky(self, x, levels, solver):
         calls["n"] += 1
-        out = real(self, level, x)
-        return out * float("nan") if calls["n"] == 3 else out
+        out = real(self, x, levels, solver)
+        if calls["n"] == 3:
+            out = {v: t._replace(log_prob=t.log_prob * float("nan")) for v, t in out.items()}
+        return out
 
-    monkeypatch.setattr(WaveletFlow, "level_loss", flaky)
+    monkeypatch.setattr(cls, "_level_terms", flaky)
     res = train(tmp_path / "r", "digits", None, "3", 1, opts(steps=6), data=data)
-    assert res[0]["step"] == 6
+    assert res[0]["step"] == 6 and calls["n"] > 3
     assert all(torch.isfinite(v).all() for v in load(tmp_path / "r", allow_untrained=True).levels[3].state_dict().values() if v.is_floating_point())
 
 
@@ -154,15 +159,13 @@ def test_glow_trains_with_the_same_trainer_and_improves(tmp_path):
 
 # ----- joint training ------------------------------------------------------------------------------
 def test_joint_objective_is_the_image_nll():
-    from waveletflow.models.waveletflow import WaveletFlow, waveletflow_config
-
-    model = WaveletFlow(waveletflow_config((1, 8, 8), 5, **TINY_WF))
+    model = build_model("waveletflow", default_config("waveletflow", (1, 8, 8), 5, TINY_WF))
     x = torch.rand(3, 1, 8, 8)
-    nll, reg = model.objective([0, 1, 2, 3], x)
+    nll, reg, nfe = model.objective([0, 1, 2, 3], x)
     assert torch.allclose(nll, -model.log_prob(x), atol=1e-4)
-    assert float(reg) == 0.0
-    part, _ = model.objective([1, 3], x)
-    assert torch.allclose(part, model.level_loss(1, x) + model.level_loss(3, x))
+    assert float(reg) == 0.0 and nfe is None
+    part = model.objective([1, 3], x).nll
+    assert torch.allclose(part, model.objective([1], x).nll + model.objective([3], x).nll)
 
 
 def test_joint_training_moves_every_level_and_resumes_exactly(tmp_path):
@@ -194,12 +197,14 @@ def test_joint_training_moves_every_level_and_resumes_exactly(tmp_path):
     assert abs(sum(out.levels) - out.bits_per_dim) < 1e-9
 
 
-def test_progressive_then_joint_starts_from_the_trained_levels(tmp_path):
+def test_progressive_then_joint_starts_from_the_trained_levels(tmp_path, caplog):
     data = load_dataset("digits")
     run = tmp_path / "r"
     train(run, "digits", "waveletflow", "all", 1, opts(steps=3), dict(TINY_WF), data=data)
     trained = level_params(run)
-    train(run, "digits", None, "1,2", 1, opts(steps=0, joint=True), data=data)
+    with caplog.at_level("INFO", logger="waveletflow"):
+        train(run, "digits", None, "1,2", 1, opts(steps=0, joint=True), data=data)
+    assert "level 2 starts from its saved weights" in caplog.text
     assert (run / "joint_1-2" / "checkpoint.pt").exists()
     after = level_params(run)
     for k in trained:
@@ -215,6 +220,61 @@ def test_progressive_then_joint_starts_from_the_trained_levels(tmp_path):
 def test_joint_training_refuses_cropped_levels(tmp_path):
     data = load_dataset("digits")
     cfg = json.loads(json.dumps(TINY_WF))
-    cfg["levels"][2]["crop"] = 4
+    cfg["levels"][3]["crop"] = 4
     with pytest.raises(ValueError, match="level 3 trains on crops"):
         train(tmp_path / "r", "digits", "waveletflow", "all", 1, opts(steps=1, joint=True), cfg, data=data)
+
+
+def test_no_curves_writes_no_curves(tmp_path, caplog):
+    data = load_dataset("digits")
+    for parallel in (1, 2):
+        run = tmp_path / f"p{parallel}"
+        o = opts(steps=2, curves=False)
+        res = train(run, "digits", "waveletflow", "0,1", parallel, o, dict(TINY_WF), data=data)
+        assert [r["level"] for r in res] == [0, 1] and all(r["step"] == 2 for r in res)
+        assert (run / "level_01" / "metrics.csv").is_file()
+        assert not (run / "curves.png").exists()
+    # a worker that fails names its error; the others finish their levels
+    (run / "level_01" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"a level worker failed \(levels 1: corrupt checkpoint .*rerun the same"):
+        train(run, "digits", None, "0,1", 2, opts(steps=3), data=data)
+    assert json.loads((run / "level_00" / "state.json").read_text())["step"] == 3
+    # without its checkpoint, level 1 goes on from its weights; the worker's note shows in this process's log
+    (run / "level_01" / "checkpoint.pt").unlink()
+    with caplog.at_level("INFO", logger="waveletflow"):
+        res = train(run, "digits", None, "0,1", 2, opts(steps=3, curves=False), data=data)
+    assert [r["step"] for r in res] == [3, 3] and not (run / "curves.png").exists()
+    assert "level 1 starts from its saved weights" in caplog.text
+
+
+def test_run_dir_names_every_file(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.unit_dir(3) == run.unit_dir([3]) == tmp_path / "level_03"
+    assert run.unit_dir([2, 0, 1]) == tmp_path / "joint_0-1-2"
+    assert run.checkpoint_file([0, 1, 2]) == tmp_path / "joint_0-1-2" / "checkpoint.pt"
+    assert run.weights_file(3) == tmp_path / "level_03" / "weights.safetensors"
+    assert run.state_file(3) == tmp_path / "level_03" / "state.json"
+    assert run.metrics_file(12) == tmp_path / "level_12" / "metrics.csv"
+    assert run.tensorboard_dir([1, 2]) == tmp_path / "joint_1-2" / "tensorboard"
+    assert (run.model_file, run.run_file, run.curves_file) == (
+        tmp_path / "model.json", tmp_path / "run.json", tmp_path / "curves.png")
+    assert RunDir.unit_levels("joint_0-1-2") == [0, 1, 2] and RunDir.unit_levels("level_03") == [3]
+    assert RunDir.unit_levels("tensorboard") is None
+    assert run.read_state(3) is None and run.units_with_metrics() == []
+    run.write_state(3, {"step": 1})
+    assert run.read_state(3) == {"step": 1}
+    run.state_file(3).write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        run.read_state(3)
+    with pytest.raises(ValueError, match="run.json is missing or corrupt"):
+        run.read_run()
+    run.write_run("digits", 5, 150, 0)
+    assert run.read_run() == {"data": "digits", "data_bits": 5, "val_size": 150, "seed": 0}
+    with pytest.raises(ValueError, match="level 2 was never trained"):
+        run.load_weights(2)
+    for levels in ([1, 2], [0]):
+        run.metrics_file(levels).parent.mkdir(parents=True, exist_ok=True)
+        run.metrics_file(levels).write_text("step,train_bpd\n1,2.5\n")
+    assert run.units_with_metrics() == [[1, 2], [0]]
+    assert run.read_metrics([1, 2]) == [{"step": "1", "train_bpd": "2.5"}]
+    assert run.metrics_columns(0) == ["step", "train_bpd"]

@@ -1,9 +1,22 @@
-"""waveletflow: multi-resolution normalizing flows on images (Wavelet Flow, Glow) in PyTorch."""
+"""waveletflow: multi-resolution normalizing flows on images (Wavelet Flow, MRCNF, Glow) in PyTorch."""
 
 __version__ = "0.1.0"
 
 from waveletflow.errors import UserInputError
 from waveletflow.metrics import bits_per_dim, level_bits_per_dim
-from waveletflow.models import FlowModel, Glow, WaveletFlow, load
+from waveletflow.models import FlowModel, Glow, WaveletModel, build_model, load, mrcnf, save, wavelet_flow
 
-__all__ = ["FlowModel", "Glow", "UserInputError", "WaveletFlow", "__version__", "bits_per_dim", "level_bits_per_dim", "load"]
+__all__ = [
+    "FlowModel",
+    "Glow",
+    "UserInputError",
+    "WaveletModel",
+    "__version__",
+    "bits_per_dim",
+    "build_model",
+    "level_bits_per_dim",
+    "load",
+    "mrcnf",
+    "save",
+    "wavelet_flow",
+]

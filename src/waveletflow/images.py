@@ -1,4 +1,4 @@
-"""Image files: grids of samples as PNG, and reading a PNG into uint8 pixel values."""
+"""Image files: grids of samples as PNG, and reading image files into uint8 pixel values."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
     Image.fromarray(arr).save(path)
 
 
-def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """A PNG (or any Pillow image) as uint8 HWC with ``channels`` channels."""
+def read_image(path: str | Path, channels: int, size: int | None = None) -> np.ndarray:
+    """An image file (PNG, JPEG, ... anything Pillow reads) as uint8 HWC with ``channels`` channels.
+
+    With ``size``, the shorter side is resized to ``size`` (bicubic) and the centre ``size``×``size`` square kept.
+    """
     from PIL import Image
 
     path = Path(path)
@@ -57,7 +60,16 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         raise UserInputError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None:
+                w, h = im.size
+                scale = size / min(w, h)
+                if scale != 1:
+                    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+                w, h = im.size
+                left, top = (w - size) // 2, (h - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
     except OSError as exc:
         raise UserInputError(f"cannot read image {path} ({exc})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr

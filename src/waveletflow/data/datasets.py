@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 
 from waveletflow.errors import UserInputError
+from waveletflow.images import read_image
 
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -43,23 +44,7 @@ class ImageFolder:
     dtype = np.dtype(np.uint8)
 
     def _read(self, i: int) -> np.ndarray:
-        from PIL import Image
-
-        path = self.files[int(i)]
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                w, h = im.size
-                scale = self.size / min(w, h)
-                if scale != 1:
-                    im = im.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BICUBIC)
-                w, h = im.size
-                left, top = (w - self.size) // 2, (h - self.size) // 2
-                im = im.crop((left, top, left + self.size, top + self.size))
-                arr = np.asarray(im, dtype=np.uint8)
-        except OSError as exc:
-            raise UserInputError(f"cannot read image {path}: {exc}") from None
-        return arr[:, :, None] if arr.ndim == 2 else arr
+        return read_image(self.files[int(i)], self.channels, self.size)
 
     def __getitem__(self, idx) -> np.ndarray:
         if np.isscalar(idx):

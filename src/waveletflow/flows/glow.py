@@ -1,4 +1,5 @@
-"""Glow steps (ActNorm → 1×1 conv → coupling), stacks of K steps, and the multi-scale Glow."""
+"""Glow steps (ActNorm → 1×1 conv → coupling), stacks of K steps, and the multi-scale Glow
+(Kingma & Dhariwal 2018)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def flow_stack(
     lu: bool = True,
     final_actnorm: bool = True,
 ) -> Sequential:
-    """K flow steps followed by a final ActNorm (the conditional Glow of one Wavelet Flow level).
+    """K flow steps followed by a final ActNorm (the conditional Glow of one Wavelet Flow level, Yu et al. 2020).
 
     Single-channel inputs use checkerboard couplings of alternating parity.
     """
@@ -65,19 +66,19 @@ def flow_stack(
     return Sequential(layers)
 
 
-class MultiScaleGlow(nn.Module):
-    """Glow's multi-scale architecture as one bijection from images to a flat latent.
+class MultiScaleGlow(InvertibleLayer):
+    """Glow's multi-scale architecture (Kingma & Dhariwal 2018) as one bijection from images to a flat latent.
 
-    ``n_levels`` times: squeeze (when ``squeeze``) → K steps → split with a learned prior (all but the last
-    level). ``forward(x) -> (z, logdet)`` with ``z`` (N, C·H·W) standard normal under the model, so
-    ``log p(x) = standard_normal_logp(z) + logdet``. Without squeezing (``squeeze=False``), a single level
-    of K steps models images of any size, e.g. a 7×7 Wavelet Flow base.
+    ``n_scales`` times: squeeze (when ``squeeze``) → K steps → split with a learned prior (all but the last
+    scale). ``forward(x) -> (z, logdet)`` with ``z`` (N, C·H·W) standard normal under the model, so
+    ``log p(x) = standard_normal_logp(z) + logdet``. Without squeezing (``squeeze=False``), a single scale
+    of K steps models images of any size, e.g. a 7×7 Wavelet Flow base (Yu et al. 2020).
     """
 
     def __init__(
         self,
         image_shape: tuple[int, int, int],
-        n_levels: int = 3,
+        n_scales: int = 3,
         n_steps: int = 8,
         width: int = 64,
         n_blocks: int = 1,
@@ -86,39 +87,40 @@ class MultiScaleGlow(nn.Module):
         squeeze: bool = True,
     ):
         super().__init__()
-        c, h, w = image_shape
+        c, h, w = (int(v) for v in image_shape)
         self.image_shape = (c, h, w)
-        if n_levels < 1:
-            raise UserInputError("a Glow needs at least one level")
-        if not squeeze and n_levels != 1:
-            raise UserInputError("a Glow without squeezes has exactly one level")
+        self.in_shape = self.image_shape
+        self.num_dims = c * h * w
+        self.out_shape = (self.num_dims,)
+        if n_scales < 1:
+            raise UserInputError(f"a Glow needs at least one scale, got {n_scales}")
+        if not squeeze and n_scales != 1:
+            raise UserInputError("a Glow without squeezes has exactly one scale")
         self.stages = nn.ModuleList()
         self.splits = nn.ModuleList()
         self.latent_shapes: list[tuple[int, int, int]] = []  # shapes of the factored-out parts, in order
-        for level in range(n_levels):
+        for scale in range(n_scales):
             layers: list[InvertibleLayer] = []
             if squeeze:
                 if h % 2 or w % 2:
                     raise UserInputError(
-                        f"Glow with {n_levels} levels cannot squeeze a {image_shape[1]}×{image_shape[2]} image "
-                        f"(level {level} has odd size {h}×{w}); use fewer levels"
+                        f"Glow with {n_scales} scales cannot squeeze a {image_shape[1]}×{image_shape[2]} image "
+                        f"(scale {scale} has odd size {h}×{w}); use fewer scales"
                     )
                 layers.append(Squeeze(c))
                 c, h, w = 4 * c, h // 2, w // 2
             layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False))
             self.stages.append(Sequential(layers))
-            if level < n_levels - 1:
+            if scale < n_scales - 1:
                 split = SplitPrior(c)
                 self.splits.append(split)
                 self.latent_shapes.append((c - split.keep, h, w))
                 c = split.keep
         self.top = ActNorm(c)
         self.latent_shapes.append((c, h, w))
-        self.num_dims = image_shape[0] * image_shape[1] * image_shape[2]
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise UserInputError(f"Glow expects images of shape {self.image_shape}, got {tuple(x.shape[1:])}")
+        self._check(x)
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         parts = []
         for i, stage in enumerate(self.stages):
@@ -134,17 +136,19 @@ class MultiScaleGlow(nn.Module):
         parts.append(x.reshape(x.shape[0], -1))
         return torch.cat(parts, dim=1), logdet + ld
 
-    def inverse(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(z, shape=self.out_shape)
         n = z.shape[0]
-        sizes = [math.prod(s) for s in self.latent_shapes]
-        chunks = list(torch.split(z, sizes, dim=1))
-        x = self.top.inverse(chunks[-1].reshape(n, *self.latent_shapes[-1]))
+        chunks = list(torch.split(z, [math.prod(s) for s in self.latent_shapes], dim=1))
+        x, logdet = self.top.inverse(chunks[-1].reshape(n, *self.latent_shapes[-1]))
         for i in reversed(range(len(self.stages))):
             if i < len(self.splits):
                 eps = chunks[i].reshape(n, *self.latent_shapes[i])
-                x = self.splits[i].inverse(torch.cat((x, eps), dim=1))
-            x = self.stages[i].inverse(x)
-        return x
+                x, ld = self.splits[i].inverse(torch.cat((x, eps), dim=1))
+                logdet = logdet + ld
+            x, ld = self.stages[i].inverse(x)
+            logdet = logdet + ld
+        return x, logdet
 
 
 @torch.no_grad()

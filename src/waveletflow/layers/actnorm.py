@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from waveletflow.layers.base import InvertibleLayer
+from waveletflow.errors import UserInputError
+from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 
 class ActNorm(InvertibleLayer):
-    """``y = (x + bias) · exp(log_scale)`` per channel.
+    """``y = (x + bias) · exp(log_scale)`` per channel (Kingma & Dhariwal 2018).
 
     Initialised from data the first time it runs forward in training mode (or explicitly with
     :meth:`initialize`) so that the output has zero mean and unit variance per channel.
@@ -18,8 +19,8 @@ class ActNorm(InvertibleLayer):
     def __init__(self, num_channels: int, eps: float = 1e-6):
         super().__init__()
         if num_channels < 1:
-            raise ValueError("ActNorm needs at least one channel")
-        self.num_channels = num_channels
+            raise UserInputError("ActNorm needs at least one channel")
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.eps = eps
         self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
         self.log_scale = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
@@ -40,9 +41,12 @@ class ActNorm(InvertibleLayer):
         if self.training and not bool(self.initialized):
             self.initialize(x)
         y = (x + self.bias) * torch.exp(self.log_scale)
-        logdet = (x.shape[2] * x.shape[3]) * self.log_scale.sum()
-        return y, logdet.expand(x.shape[0]).to(x.dtype)
+        return y, self._logdet(x)
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(y)
-        return y * torch.exp(-self.log_scale) - self.bias
+        return y * torch.exp(-self.log_scale) - self.bias, -self._logdet(y)
+
+    def _logdet(self, x: Tensor) -> Tensor:
+        logdet = (x.shape[2] * x.shape[3]) * self.log_scale.sum()
+        return logdet.expand(x.shape[0]).to(x.dtype)

@@ -1,4 +1,5 @@
-"""Continuous normalizing flows (neural ODEs) with RNODE regularisation, and the logit transform (SPEC §4).
+"""Continuous normalizing flows (Chen et al. 2018; Grathwohl et al. 2019, FFJORD) with the RNODE regularisers
+(Finlay et al. 2020) and STEER end times (Ghosh et al. 2020), and the logit transform (Dinh et al. 2017).
 
 Needs ``torchdiffeq`` (``pip install waveletflow[ode]``).
 """
@@ -6,24 +7,24 @@ Needs ``torchdiffeq`` (``pip install waveletflow[ode]``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
-from waveletflow.layers.base import InvertibleLayer
-
-SOLVERS = ("dopri5", "bosh3", "rk4", "euler", "midpoint", "adaptive_heun", "dopri8")
-
+from waveletflow.layers.base import FlowOutput, InvertibleLayer, conv_shape
+from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SOLVERS, SolverConfig
 
 class LogitTransform(InvertibleLayer):
-    """``y = logit(α + (1 − 2α)·x)`` for x in [0, 1): maps pixels onto the real line (RealNVP, FFJORD)."""
+    """``y = logit(α + (1 − 2α)·x)`` for x in [0, 1): maps pixels onto the real line (Dinh et al. 2017)."""
 
     def __init__(self, num_channels: int, alpha: float = 0.05):
         super().__init__()
-        self.num_channels = num_channels
+        if not 0 <= alpha < 0.5:
+            raise UserInputError(f"the logit transform needs 0 <= alpha < 0.5, got {alpha}")
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.alpha = alpha
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -33,8 +34,11 @@ class LogitTransform(InvertibleLayer):
         logdet = (math.log(1 - 2 * self.alpha) - torch.log(s) - torch.log1p(-s)).reshape(x.shape[0], -1).sum(1)
         return y, logdet
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
-        return (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(y)
+        x = (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
+        log_s_1ms = F.logsigmoid(y) + F.logsigmoid(-y)  # log(s·(1 − s)) at s = sigmoid(y)
+        return x, (log_s_1ms - math.log(1 - 2 * self.alpha)).reshape(y.shape[0], -1).sum(1)
 
 
 class ODEFunc(nn.Module):
@@ -56,28 +60,23 @@ class ODEFunc(nn.Module):
         return self.out(torch.cat((h, tt), dim=1))
 
 
-@dataclass
-class SolverConfig:
-    method: str = "dopri5"
-    atol: float = 1e-3
-    rtol: float = 1e-3
-
-
 class CNF(InvertibleLayer):
     """A continuous normalizing flow ``dz/dt = f(t, z | cond)`` from t = 0 (data) to t = T (latent).
 
-    ``forward`` returns ``(z(T), ∫ Tr ∂f/∂z dt)``: the log-det of the map, so that
-    ``log p(x) = log p(z(T)) + logdet``. The trace is exact (``divergence="exact"``, D backward passes: small
-    inputs and checks) or Hutchinson's estimate with one Gaussian or Rademacher draw per solve. In training mode
-    the RNODE integrals (kinetic energy ``½‖f‖²`` and Jacobian Frobenius ``‖εᵀ∂f/∂z‖²``, per sample and, as in
-    the RNODE code, divided by the dimension so that their weights sit beside a bits/dim loss) are kept in
-    ``last_regularizers`` and STEER draws the end time from ``U[T − b, T + b]``; ``last_nfe`` counts function
-    evaluations of the last solve.
+    :meth:`transform` returns ``z(T)``, the log-det ``∫ Tr ∂f/∂z dt`` (so ``log p(x) = log p(z(T)) + logdet``),
+    the RNODE integrals and the function evaluations. The trace is exact (``divergence="exact"``, D backward
+    passes: small inputs and checks) or Hutchinson's estimate (FFJORD) with one Gaussian or Rademacher draw per
+    solve from the global RNG. The RNODE integrals, kinetic energy ``½‖f‖²`` and Jacobian Frobenius norm
+    ``‖εᵀ∂f/∂z‖²`` (0 with the exact trace), are per sample and, as in the RNODE code, divided by the
+    dimension so that their weights sit beside a bits/dim loss. In training mode with ``steer > 0`` the end time
+    is drawn from ``U[T − steer, T + steer]``. A ``solver`` of ``None`` means ``train_solver`` in training mode
+    and ``eval_solver`` in evaluation mode. ``adjoint`` back-propagates with the adjoint method (Chen et al.
+    2018) to the input and the parameters (not to ``cond``), in memory independent of the number of steps.
     """
 
     def __init__(self, num_channels: int, cond_channels: int = 0, hidden: tuple[int, ...] = (64, 64, 64),
                  end_time: float = 1.0, divergence: str = "hutchinson", noise: str = "gaussian", steer: float = 0.0,
-                 train_solver: SolverConfig | None = None, eval_solver: SolverConfig | None = None,
+                 train_solver: SolverConfig = DEFAULT_TRAIN_SOLVER, eval_solver: SolverConfig = DEFAULT_EVAL_SOLVER,
                  adjoint: bool = False):
         super().__init__()
         try:
@@ -88,30 +87,33 @@ class CNF(InvertibleLayer):
             raise UserInputError(f"divergence must be hutchinson or exact, got {divergence!r}")
         if noise not in ("gaussian", "rademacher"):
             raise UserInputError(f"noise must be gaussian or rademacher, got {noise!r}")
-        self.train_solver = train_solver or SolverConfig("dopri5", 1e-3, 1e-3)
-        self.eval_solver = eval_solver or SolverConfig("dopri5", 1e-5, 1e-5)
-        for s in (self.train_solver, self.eval_solver):
-            if s.method not in SOLVERS:
-                raise UserInputError(f"unknown ODE solver {s.method!r}; choose one of {', '.join(SOLVERS)}")
-        self.num_channels = num_channels
+        if not end_time > 0 or not 0 <= steer < end_time:
+            raise UserInputError(f"a CNF needs end_time > 0 and 0 <= steer < end_time, got {end_time}, {steer}")
+        for s in (train_solver, eval_solver):
+            if not isinstance(s, SolverConfig):
+                raise UserInputError(f"an ODE solver must be a SolverConfig, got {s!r}")
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.cond_channels = cond_channels
         self.func = ODEFunc(num_channels, cond_channels, tuple(hidden))
+        self.train_solver = train_solver
+        self.eval_solver = eval_solver
         self.end_time = end_time
         self.divergence = divergence
         self.noise = noise
         self.steer = steer
         self.adjoint = adjoint
-        self.last_nfe = 0
-        self.last_regularizers: dict[str, Tensor] = {}
 
     # -- the trace ----------------------------------------------------------------------------------
     def divergence_of(self, t: Tensor, z: Tensor, cond: Tensor | None, eps: Tensor | None = None,
                       exact: bool | None = None, create_graph: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """``(f, Tr ∂f/∂z, ‖εᵀ∂f/∂z‖²)`` per sample at time ``t``; Hutchinson's estimate with ``eps`` unless exact."""
+        """``(f, Tr ∂f/∂z, ‖εᵀ∂f/∂z‖²)`` per sample at time ``t``.
+
+        The trace is Hutchinson's estimate with ``eps`` unless ``exact`` (default: the layer's ``divergence``).
+        """
         exact = self.divergence == "exact" if exact is None else exact
         with torch.enable_grad():
-            if not z.requires_grad:
-                z = z.requires_grad_(True)
+            if not (create_graph and z.requires_grad):
+                z = z.detach().requires_grad_(True)
             f = self.func(t, z, cond)
             n = z.shape[0]
             if exact:
@@ -132,46 +134,69 @@ class CNF(InvertibleLayer):
             return torch.randn_like(z)
         return torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
 
-    def _odeint(self, fn, state, t, solver: SolverConfig):
-        from torchdiffeq import odeint, odeint_adjoint
-
-        if self.adjoint and isinstance(fn, nn.Module):
-            return odeint_adjoint(fn, state, t, method=solver.method, atol=solver.atol, rtol=solver.rtol)
-        return odeint(fn, state, t, method=solver.method, atol=solver.atol, rtol=solver.rtol)
-
     def _end(self, z: Tensor) -> float:
         if self.training and self.steer > 0:
             return self.end_time + (2 * float(torch.rand(())) - 1) * self.steer
         return self.end_time
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check(x, cond)
-        solver = self.train_solver if self.training else self.eval_solver
-        eps = None if self.divergence == "exact" else self._noise(x)
-        create_graph = torch.is_grad_enabled()
-        self.last_nfe = 0
-        n = x.shape[0]
+    def _solve(self, dynamics: Callable, state: tuple[Tensor, ...], t0: float, t1: float,
+               solver: SolverConfig | None) -> tuple[Tensor, ...]:
+        from torchdiffeq import odeint, odeint_adjoint
 
-        def dynamics(t, state):
-            self.last_nfe += 1
-            f, div, frob = self.divergence_of(t, state[0], cond, eps, create_graph=create_graph)
-            kinetic = 0.5 * f.pow(2).reshape(n, -1).mean(1)
+        solver = solver or (self.train_solver if self.training else self.eval_solver)
+        x = state[0]
+        t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
+        opts = {"method": solver.method, "atol": solver.atol, "rtol": solver.rtol}
+        if self.adjoint and torch.is_grad_enabled():
+            out = odeint_adjoint(dynamics, state, t, adjoint_params=tuple(self.parameters()), **opts)
+        else:
+            out = odeint(dynamics, state, t, **opts)
+        return tuple(s[-1] for s in out)
+
+    def _dynamics(self, cond: Tensor | None, eps: Tensor | None, counter: list[int],
+                  regularize: bool) -> Callable:
+        def dynamics(t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            counter[0] += 1
+            # no graph under no_grad: sampling, and the forward solve of the adjoint method
+            f, div, frob = self.divergence_of(t, state[0], cond, eps, create_graph=torch.is_grad_enabled())
+            if not regularize:
+                return f, div
+            kinetic = 0.5 * f.pow(2).reshape(f.shape[0], -1).mean(1)
             return f, div, kinetic, frob / f[0].numel()
 
-        zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
-        t = torch.tensor([0.0, self._end(x)], dtype=x.dtype, device=x.device)
-        z, div, kinetic, frob = (s[-1] for s in self._odeint(dynamics, (x, zeros, zeros, zeros), t, solver))
-        self.last_regularizers = {"kinetic": kinetic, "jacobian": frob}
-        return z, div
+        return dynamics
 
-    def inverse(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+    def transform(self, x: Tensor, cond: Tensor | None = None, solver: SolverConfig | None = None) -> FlowOutput:
+        """``FlowOutput(z(T), logdet, kinetic, jacobian, nfe)`` for data ``x``."""
+        self._check(x, cond)
+        eps = None if self.divergence == "exact" else self._noise(x)
+        counter = [0]
+        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        dynamics = self._dynamics(cond, eps, counter, regularize=True)
+        z, div, kinetic, frob = self._solve(dynamics, (x, zeros, zeros, zeros), 0.0, self._end(x), solver)
+        return FlowOutput(z, div, kinetic, frob, counter[0])
+
+    def inverse_transform(self, z: Tensor, cond: Tensor | None = None, solver: SolverConfig | None = None,
+                          jac: bool = True) -> FlowOutput:
+        """``FlowOutput(x, logdet, None, None, nfe)``: the ODE solved backwards from T to 0 with its log-det
+        (``jac=False``: without it, one function evaluation per step and no trace, as sampling needs)."""
         self._check(z, cond)
-        solver = self.train_solver if self.training else self.eval_solver
-        self.last_nfe = 0
+        counter = [0]
+        if not jac:
+            def plain(t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+                counter[0] += 1
+                return (self.func(t, state[0], cond),)
 
-        def dynamics(t, y):
-            self.last_nfe += 1
-            return self.func(t, y, cond)
+            (x,) = self._solve(plain, (z,), self.end_time, 0.0, solver)
+            return FlowOutput(x, None, None, None, counter[0])
+        eps = None if self.divergence == "exact" else self._noise(z)
+        zeros = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        dynamics = self._dynamics(cond, eps, counter, regularize=False)
+        x, div = self._solve(dynamics, (z, zeros), self.end_time, 0.0, solver)
+        return FlowOutput(x, div, None, None, counter[0])
 
-        t = torch.tensor([self.end_time, 0.0], dtype=z.dtype, device=z.device)
-        return self._odeint(dynamics, z, t, solver)[-1]
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.transform(x, cond)[:2]  # type: ignore[return-value]
+
+    def inverse(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.inverse_transform(z, cond)[:2]  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""Invertible 1×1 convolution (Glow), plain or LU-parametrised."""
+"""Invertible 1×1 convolution (Kingma & Dhariwal 2018), plain or LU-parametrised."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from waveletflow.layers.base import InvertibleLayer
+from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 
 def _random_rotation(n: int) -> Tensor:
@@ -24,7 +24,7 @@ class InvConv1x1(InvertibleLayer):
 
     def __init__(self, num_channels: int, lu: bool = True):
         super().__init__()
-        self.num_channels = num_channels
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.lu = lu
         w = _random_rotation(num_channels)
         if lu:
@@ -56,10 +56,13 @@ class InvConv1x1(InvertibleLayer):
         self._check(x)
         w = self._weight().to(x.dtype)
         y = F.conv2d(x, w.view(self.num_channels, self.num_channels, 1, 1))
-        logdet = (x.shape[2] * x.shape[3]) * self._logdet_per_pixel().to(x.dtype)
-        return y, logdet.expand(x.shape[0])
+        return y, self._logdet(x)
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(y)
         w_inv = torch.linalg.inv(self._weight().double()).to(y.dtype)
-        return F.conv2d(y, w_inv.view(self.num_channels, self.num_channels, 1, 1))
+        return F.conv2d(y, w_inv.view(self.num_channels, self.num_channels, 1, 1)), -self._logdet(y)
+
+    def _logdet(self, x: Tensor) -> Tensor:
+        logdet = (x.shape[2] * x.shape[3]) * self._logdet_per_pixel().to(x.dtype)
+        return logdet.expand(x.shape[0])

@@ -1,4 +1,5 @@
-"""Affine and additive coupling, optionally conditioned on an image (SPEC §3)."""
+"""Affine and additive coupling (Dinh et al. 2017; Kingma & Dhariwal 2018), optionally conditioned on an image
+(Yu et al. 2020)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
-from waveletflow.layers.base import InvertibleLayer
+from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 #: coupling types: Wavelet Flow's bounded scale, Glow's sigmoid scale, and additive (volume preserving)
 COUPLINGS = ("affine", "glow", "additive")
@@ -76,7 +77,7 @@ class AffineCoupling(InvertibleLayer):
             raise UserInputError(f"unknown coupling mask {mask!r}; choose channel or checkerboard")
         if mask == "channel" and num_channels < 2:
             raise UserInputError("a channel-split coupling needs at least 2 channels; use mask='checkerboard'")
-        self.num_channels = num_channels
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.cond_channels = cond_channels
         self.coupling = coupling
         self.mask = mask
@@ -118,6 +119,11 @@ class AffineCoupling(InvertibleLayer):
             return shift, torch.tanh(raw)
         return shift, F.logsigmoid(raw + 2.0)
 
+    def _logdet(self, log_scale: Tensor | None, x: Tensor, keep: Tensor | float = 1.0) -> Tensor:
+        if log_scale is None:
+            return x.new_zeros(x.shape[0])
+        return (log_scale * keep).sum(dim=(1, 2, 3))
+
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, cond)
         if self.mask == "checkerboard":
@@ -126,28 +132,22 @@ class AffineCoupling(InvertibleLayer):
             y = x + shift
             if log_scale is not None:
                 y = y * torch.exp(log_scale)
-            y = x * m + y * (1 - m)
-            logdet = (log_scale * (1 - m)).sum(dim=(1, 2, 3)) if log_scale is not None else x.new_zeros(x.shape[0])
-            return y, logdet
+            return x * m + y * (1 - m), self._logdet(log_scale, x, 1 - m)
         xa, xb = self._split(x)
         shift, log_scale = self._params(xa, cond)
         yb = xb + shift
         if log_scale is not None:
             yb = yb * torch.exp(log_scale)
-            logdet = log_scale.sum(dim=(1, 2, 3))
-        else:
-            logdet = x.new_zeros(x.shape[0])
-        return self._join(xa, yb), logdet
+        return self._join(xa, yb), self._logdet(log_scale, x)
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(y, cond)
         if self.mask == "checkerboard":
             m = self._checker(y)
             shift, log_scale = self._params(y * m, cond, m)
             x = y * torch.exp(-log_scale) if log_scale is not None else y
-            x = x - shift
-            return y * m + x * (1 - m)
+            return y * m + (x - shift) * (1 - m), -self._logdet(log_scale, y, 1 - m)
         ya, yb = self._split(y)
         shift, log_scale = self._params(ya, cond)
         xb = yb * torch.exp(-log_scale) if log_scale is not None else yb
-        return self._join(ya, xb - shift)
+        return self._join(ya, xb - shift), -self._logdet(log_scale, y)

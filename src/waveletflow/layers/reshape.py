@@ -1,4 +1,4 @@
-"""Squeeze: space to depth."""
+"""Squeeze: space to depth (Dinh et al. 2017; Kingma & Dhariwal 2018)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from waveletflow.errors import UserInputError
-from waveletflow.layers.base import InvertibleLayer
+from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 
 class Squeeze(InvertibleLayer):
@@ -14,7 +14,8 @@ class Squeeze(InvertibleLayer):
 
     def __init__(self, num_channels: int):
         super().__init__()
-        self.num_channels = num_channels
+        self.in_shape = conv_shape(num_channels)
+        self.out_shape = conv_shape(4 * num_channels)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
@@ -24,7 +25,9 @@ class Squeeze(InvertibleLayer):
         y = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
         return y, torch.zeros(n, dtype=x.dtype, device=x.device)
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(y, shape=self.out_shape)
         n, c4, h, w = y.shape
         c = c4 // 4
-        return y.reshape(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c, 2 * h, 2 * w)
+        x = y.reshape(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c, 2 * h, 2 * w)
+        return x, torch.zeros(n, dtype=y.dtype, device=y.device)

@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 
 from waveletflow.errors import UserInputError
-from waveletflow.layers.base import InvertibleLayer
+from waveletflow.layers.base import InvertibleLayer, conv_shape
 from waveletflow.layers.coupling import ZeroConv2d
 
 
 class SplitPrior(InvertibleLayer):
-    """Split ``x = (z1, z2)`` and model ``p(z2 | z1) = N(μ(z1), σ(z1)²)`` (Glow).
+    """Split ``x = (z1, z2)`` and model ``p(z2 | z1) = N(μ(z1), σ(z1)²)`` (Kingma & Dhariwal 2018).
 
     Written as a bijection: ``forward`` returns ``(z1, ε2)`` with ``ε2 = (z2 − μ)/σ`` standard normal
     under the model and log-det ``−Σ log σ``, so ``log p(z2 | z1) = log N(ε2) + logdet``.
@@ -22,7 +22,7 @@ class SplitPrior(InvertibleLayer):
         super().__init__()
         if num_channels < 2:
             raise UserInputError("SplitPrior needs at least 2 channels")
-        self.num_channels = num_channels
+        self.in_shape = self.out_shape = conv_shape(num_channels)
         self.keep = num_channels // 2
         self.prior = ZeroConv2d(self.keep, 2 * (num_channels - self.keep))
 
@@ -37,8 +37,8 @@ class SplitPrior(InvertibleLayer):
         eps = (z2 - mean) * torch.exp(-log_std)
         return torch.cat((z1, eps), dim=1), -log_std.sum(dim=(1, 2, 3))
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(y)
         z1, eps = y[:, : self.keep], y[:, self.keep :]
         mean, log_std = self._stats(z1)
-        return torch.cat((z1, mean + eps * torch.exp(log_std)), dim=1)
+        return torch.cat((z1, mean + eps * torch.exp(log_std)), dim=1), log_std.sum(dim=(1, 2, 3))

@@ -1,22 +1,32 @@
-"""Model types sharing one interface: Glow and Wavelet Flow."""
+"""Model types sharing one interface: Glow, Wavelet Flow and MRCNF (the composed :class:`WaveletModel`)."""
 
-from waveletflow.models.base import BitsPerDim, FlowModel
-from waveletflow.models.glow import Glow, glow_config
-from waveletflow.models.io import build_model, load, model_types
-from waveletflow.models.mrcnf import MRCNF, mrcnf_config
-from waveletflow.models.waveletflow import PRESETS, WaveletFlow, waveletflow_config
+from waveletflow.models.base import BitsPerDim, FlowModel, Objective
+from waveletflow.models.config import PRESETS, glow_config, mrcnf_config, waveletflow_config
+from waveletflow.models.glow import Glow
+from waveletflow.models.io import load, read_model_meta, save, write_model_meta
+from waveletflow.models.mrcnf import mrcnf
+from waveletflow.models.registry import MODEL_TYPES, build_model, default_config, model_type
+from waveletflow.models.wavelet import WaveletModel
+from waveletflow.models.waveletflow import wavelet_flow
 
 __all__ = [
+    "MODEL_TYPES",
     "PRESETS",
     "BitsPerDim",
     "FlowModel",
     "Glow",
-    "MRCNF",
-    "WaveletFlow",
+    "Objective",
+    "WaveletModel",
     "build_model",
+    "default_config",
     "glow_config",
     "load",
-    "model_types",
+    "model_type",
+    "mrcnf",
     "mrcnf_config",
+    "read_model_meta",
+    "save",
+    "wavelet_flow",
     "waveletflow_config",
+    "write_model_meta",
 ]

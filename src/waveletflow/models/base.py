@@ -1,8 +1,9 @@
 """The interface every model type shares, so that one trainer, one evaluator and one CLI serve them all.
 
 A model is a list of independently trainable *levels* (``model.levels``). Their log-probabilities
-(``level_log_probs``) add up to the log-density of the full image, and each level can be trained on
-its own through ``level_loss``.
+(``level_log_probs``) add up to the log-density of the full image, and any set of levels can be trained through
+``objective``. A model type provides one method, ``_level_terms``, that runs the flows of the levels asked for;
+likelihoods, objectives, latents and bits/dim are all derived from it here.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,46 +19,75 @@ from torch import Tensor, nn
 
 from waveletflow.data import dequantize, quantize, reduce_bits, to_tensor
 from waveletflow.errors import UserInputError
+from waveletflow.flows import standard_normal_logp
+from waveletflow.layers import FlowOutput
+from waveletflow.layers.cnf import CNF
+from waveletflow.layers.solver import SolverConfig
 from waveletflow.metrics import level_bits_per_dim
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
+
+class LevelTerm(NamedTuple):
+    """One level's contribution for a batch: ``log_prob`` (N,) nats and the flow's output (latent, statistics)."""
+
+    log_prob: Tensor
+    out: FlowOutput
 
 
-def level_dir(run_dir: str | Path, level: int) -> Path:
-    """Folder of one level inside a run or a saved model."""
-    return Path(run_dir) / f"level_{level:02d}"
+class Objective(NamedTuple):
+    """What the trainer minimises: the negative log-likelihood (N,) nats, a regulariser (a scalar) and the ODE
+    function evaluations of the step (None for a model without ODEs)."""
+
+    nll: Tensor
+    reg: Tensor
+    nfe: int | None
 
 
 @dataclass
 class BitsPerDim:
-    """Bits/dim of the full image averaged over ``images``, and per-level contributions that sum to it."""
+    """Bits/dim averaged over ``images``: per evaluated level, its contribution to the image's bits/dim
+    (``levels``, they sum to ``bits_per_dim``; all levels: the image's bits/dim) and its bits/dim over its own
+    dimensions (``own``); ``nfe`` holds each level's ODE function evaluations on the last batch (or None)."""
 
     bits_per_dim: float
     levels: list[float]
+    own: list[float]
+    level_ids: list[int]
     images: int
+    nfe: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "bits_per_dim": self.bits_per_dim,
-            "levels": [{"level": i, "bits_per_dim": b} for i, b in enumerate(self.levels)],
-            "images": self.images,
-        }
+        rows = []
+        for i, (level, b, own) in enumerate(zip(self.level_ids, self.levels, self.own)):
+            row = {"level": level, "bits_per_dim": b, "own_bits_per_dim": own}
+            if self.nfe is not None:
+                row["nfe"] = self.nfe[i]
+            rows.append(row)
+        return {"bits_per_dim": self.bits_per_dim, "levels": rows, "images": self.images}
 
 
 class FlowModel(nn.Module):
-    """Base class of every model type (Glow, Wavelet Flow)."""
+    """Base class of every model type.
 
-    model_type: ClassVar[str]
+    Args:
+        model_type: the registry name (``waveletflow``, ``glow``, ``mrcnf``).
+        image_shape: (C, H, W) of the images.
+        n_bits: bit depth of the modelled pixels.
+        config: the config the model was built from (saved with it; None for a hand-built model).
+        kinetic, jacobian: weights of the RNODE penalties of continuous levels (Finlay et al. 2020).
+    """
+
     levels: nn.ModuleList
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, model_type: str, image_shape: Sequence[int], n_bits: int = 8, config: Any = None,
+                 kinetic: float = 0.0, jacobian: float = 0.0):
         super().__init__()
+        c, h, w = (int(v) for v in image_shape)
+        self.model_type = model_type
         self.config = config
-        c, h, w = config["image_shape"]
-        self.image_shape: tuple[int, int, int] = (int(c), int(h), int(w))
-        self.n_bits: int = int(config.get("n_bits", 8))
+        self.image_shape: tuple[int, int, int] = (c, h, w)
+        self.n_bits = int(n_bits)
         self.num_dims = c * h * w
+        self.penalty_weights = (float(kinetic), float(jacobian))
 
     # ----- what each model type provides ---------------------------------------------------------
     @property
@@ -69,60 +98,69 @@ class FlowModel(nn.Module):
     def level_names(self) -> list[str]:
         return [f"level {i}" for i in range(len(self.levels))]
 
-    def level_log_probs(self, x: Tensor) -> Tensor:
-        """(N, L) nats per level for images ``x`` (N, C, H, W) in [0, 1); the sum over levels is ``log p(x)``."""
-        raise NotImplementedError
-
-    def level_loss(self, level: int, x: Tensor) -> Tensor:
-        """(N,) negative log-likelihood (nats) of one level, for ``x`` possibly cropped for that level."""
-        return -self.level_log_probs(x)[:, level]
-
-    def level_objective(self, level: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        """What the trainer minimises for one level: the NLL (N,) nats and a regulariser (scalar, 0 by default)."""
-        return self.level_loss(level, x), x.new_zeros(())
-
-    def objective(self, levels: Sequence[int], x: Tensor) -> tuple[Tensor, Tensor]:
-        """What the trainer minimises for ``levels`` trained together: their summed NLL (N,) nats and regulariser."""
-        terms = [self.level_objective(level, x) for level in levels]
-        return sum(t[0] for t in terms), sum(t[1] for t in terms)
-
-    def nfe(self, levels: Sequence[int] | None = None) -> int | None:
-        """ODE function evaluations of the last forward solves of ``levels`` (all by default); None for a model
-        with no ODE."""
-        return None
-
     def level_crop(self, level: int) -> int | None:
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""
         return None
 
-    def encode(self, x: Tensor) -> Tensor:
-        """(N, D) flat latent, standard normal under the model."""
+    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None) -> dict[int, LevelTerm]:
+        """Run the flows of ``levels`` (sorted, distinct) on images ``x`` (possibly a crop for one level)."""
         raise NotImplementedError
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, solver: SolverConfig | None = None) -> Tensor:
         """Exact inverse of :meth:`encode`."""
         raise NotImplementedError
 
-    def level_latent_dims(self) -> list[int]:
-        """How the flat latent splits into levels (for per-level temperatures)."""
-        return self.level_dims
-
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
-                      generator: torch.Generator | None = None) -> np.ndarray:
+                      generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> np.ndarray:
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
-    # ----- shared behaviour ----------------------------------------------------------------------
-    def log_prob(self, x: Tensor) -> Tensor:
+    # ----- derived from _level_terms -------------------------------------------------------------
+    @property
+    def continuous(self) -> bool:
+        """Whether some level is a continuous flow (an ODE whose solver can be chosen)."""
+        return any(isinstance(m, CNF) for m in self.modules())
+
+    def _levels(self, levels: Sequence[int] | None) -> list[int]:
+        return list(range(len(self.levels))) if levels is None else sorted(set(int(v) for v in levels))
+
+    def level_log_probs(self, x: Tensor, levels: Sequence[int] | None = None,
+                        solver: SolverConfig | None = None) -> Tensor:
+        """(N, L) nats of ``levels`` (all by default) for images ``x`` (N, C, H, W) in [0, 1); over all levels
+        the sum is ``log p(x)``."""
+        levels = self._levels(levels)
+        terms = self._level_terms(x, levels, solver)
+        return torch.stack([terms[v].log_prob for v in levels], dim=1)
+
+    def log_prob(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
         """(N,) log-density in nats of ``x`` (N, C, H, W) in [0, 1) (a density over [0,1)^D)."""
         self._check_images(x)
-        return self.level_log_probs(x).sum(dim=1)
+        return self.level_log_probs(x, solver=solver).sum(dim=1)
+
+    def objective(self, levels: Sequence[int], x: Tensor, solver: SolverConfig | None = None) -> Objective:
+        """What the trainer minimises for ``levels`` trained together: their summed NLL (N,) nats, the penalties
+        of their continuous flows, and the function evaluations this took."""
+        terms = self._level_terms(x, self._levels(levels), solver).values()
+        nll = -sum(t.log_prob for t in terms)
+        reg = x.new_zeros(())
+        for t in terms:
+            for weight, value in zip(self.penalty_weights, (t.out.kinetic, t.out.jacobian)):
+                if value is not None and weight:
+                    reg = reg + weight * value.mean()
+        return Objective(nll, reg, sum(t.out.nfe for t in terms) if self.continuous else None)
+
+    def encode(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
+        """(N, D) flat latent, standard normal under the model."""
+        self._check_images(x)
+        terms = self._level_terms(x, self._levels(None), solver)
+        return torch.cat([terms[v].out.z.reshape(x.shape[0], -1) for v in sorted(terms)], dim=1)
 
     def _check_images(self, x: Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise UserInputError(f"this model takes images of shape {self.image_shape} (C, H, W), got {tuple(x.shape)}")
 
+    # ----- sampling ------------------------------------------------------------------------------
     def _temperatures(self, temperature: float | Sequence[float]) -> list[float]:
-        n = len(self.level_latent_dims())
+        n = len(self.levels)
         if isinstance(temperature, (int, float)):
             return [float(temperature)] * n
         temps = [float(t) for t in temperature]
@@ -131,22 +169,22 @@ class FlowModel(nn.Module):
         return temps
 
     def sample_latent(self, n: int, temperature: float | Sequence[float] = 1.0,
-                      generator: torch.Generator | None = None) -> Tensor:
-        """Latents ``z ~ N(0, T_l²)`` with level l's part scaled by its temperature."""
+                      generator: torch.Generator | None = None, first_level: int = 0) -> Tensor:
+        """Latents ``z ~ N(0, T_l²)`` of levels ``first_level`` and finer, level l's part scaled by its temperature."""
         p = next(self.parameters())
-        parts = [
-            t * torch.randn(n, d, generator=generator, dtype=p.dtype).to(p.device)
-            for t, d in zip(self._temperatures(temperature), self.level_latent_dims())
-        ]
+        temps = self._temperatures(temperature)
+        parts = [temps[v] * torch.randn(n, self.level_dims[v], generator=generator, dtype=p.dtype).to(p.device)
+                 for v in range(first_level, len(self.levels))]
         return torch.cat(parts, dim=1)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> Tensor:
         """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level)."""
-        x = self.decode(self.sample_latent(n, temperature, generator))
+        x = self.decode(self.sample_latent(n, temperature, generator), solver)
         return x.clamp(0.0, 1.0 - 1e-6)
 
+    # ----- data and evaluation -------------------------------------------------------------------
     def to_uint8(self, x: Tensor) -> np.ndarray:
         """Images in [0, 1) → uint8 NHWC pixel values at the model's bit depth."""
         return quantize(x, self.n_bits).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
@@ -163,39 +201,39 @@ class FlowModel(nn.Module):
         return x
 
     @torch.no_grad()
-    def bits_per_dim(self, images: np.ndarray | Tensor, batch_size: int = 256, seed: int = 0,
-                     data_bits: int | None = None) -> BitsPerDim:
-        """Bits/dim of uint8 NHWC ``images`` (mean over images) and per-level contributions that sum to it.
+    def bits_per_dim(self, images: np.ndarray | Tensor, levels: Sequence[int] | None = None, batch_size: int = 256,
+                     seed: int = 0, data_bits: int | None = None, solver: SolverConfig | None = None) -> BitsPerDim:
+        """Bits/dim of uint8 NHWC ``images`` (mean over images), in total and per level (all levels by default).
 
+        The one implementation behind ``waveletflow evaluate``, the trainer's validation and the benchmarks.
         Dequantisation noise is drawn from a generator seeded with ``seed``, so the figure is repeatable.
         """
-        was_training = self.training
-        self.eval()
-        gen = torch.Generator().manual_seed(seed)
-        totals = torch.zeros(len(self.levels), dtype=torch.float64)
         n = len(images)
         if n == 0:
             raise UserInputError("no images to evaluate")
-        for start in range(0, n, batch_size):
-            batch = images[start : start + batch_size]
-            x = self.prepare(batch, gen, data_bits)
-            lp = self.level_log_probs(x).double().cpu()
-            totals += level_bits_per_dim(lp, self.level_dims, self.n_bits).sum(dim=0)
-        self.train(was_training)
-        levels = (totals / n).tolist()
-        return BitsPerDim(bits_per_dim=float(math.fsum(levels)), levels=levels, images=n)
+        if batch_size < 1:
+            raise UserInputError(f"the batch size must be at least 1, got {batch_size}")
+        levels = self._levels(levels)
+        dims = [self.level_dims[v] for v in levels]
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator().manual_seed(seed)
+        totals = torch.zeros(len(levels), dtype=torch.float64)
+        nfe = None
+        try:
+            for start in range(0, n, batch_size):
+                x = self.prepare(images[start : start + batch_size], gen, data_bits)
+                terms = self._level_terms(x, levels, solver)
+                lp = torch.stack([terms[v].log_prob for v in levels], dim=1).double().cpu()
+                totals += level_bits_per_dim(lp, dims, self.n_bits).sum(dim=0) * (sum(dims) / self.num_dims)
+                nfe = [terms[v].out.nfe for v in levels] if self.continuous else None
+        finally:
+            self.train(was_training)
+        contrib = (totals / n).tolist()
+        own = [b * self.num_dims / d for b, d in zip(contrib, dims)]
+        return BitsPerDim(float(math.fsum(contrib)), contrib, own, levels, n, nfe)
 
-    # ----- persistence ---------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        """Write ``model.json`` and one ``level_XX/weights.safetensors`` per level."""
-        from waveletflow.models.io import save_level_weights, write_json_atomic
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(directory / MODEL_FILE, {"model_type": self.model_type, "config": self.config})
-        for i in range(len(self.levels)):
-            save_level_weights(self, i, level_dir(directory, i) / WEIGHTS_FILE)
-
+    # ----- description -----------------------------------------------------------------------------
     def num_parameters(self, level: int | None = None) -> int:
         params = self.parameters() if level is None else self.levels[level].parameters()
         return sum(p.numel() for p in params)
@@ -208,7 +246,13 @@ class FlowModel(nn.Module):
             "n_bits": self.n_bits,
             "parameters": self.num_parameters(),
             "levels": [
-                {"level": i, "name": name, "dims": d, "parameters": self.num_parameters(i)}
+                {"level": i, "name": name, "dims": d, "parameters": self.num_parameters(i), "crop": self.level_crop(i)}
                 for i, (name, d) in enumerate(zip(self.level_names(), self.level_dims))
             ],
         }
+
+
+def standard_level_term(out: FlowOutput, extra_logdet: Tensor | None = None) -> LevelTerm:
+    """The level term of a flow onto a standard normal: ``log N(z) + logdet`` (+ a fixed map's log-det)."""
+    lp = standard_normal_logp(out.z) + out.logdet
+    return LevelTerm(lp if extra_logdet is None else lp + extra_logdet, out)

@@ -1,109 +1,70 @@
-"""Saving and loading models: ``model.json`` plus one safetensors file per level, written atomically."""
+"""Saving and loading models: ``model.json`` (format version, type, config) plus one safetensors file per level."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from waveletflow.errors import UserInputError
-from waveletflow.models.base import MODEL_FILE, WEIGHTS_FILE, FlowModel, level_dir
+from waveletflow.models.base import FlowModel
+from waveletflow.models.config import MODEL_FORMAT, upgrade_model_meta
+from waveletflow.models.registry import build_model, model_type
+from waveletflow.rundir import RunDir
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def write_model_meta(directory: str | Path, name: str, config: Any) -> None:
+    """Write ``model.json`` of a run or saved model."""
+    RunDir(directory).write_model_json({"version": MODEL_FORMAT, "model_type": name, "config": config.to_dict()})
+
+
+def read_model_meta(directory: str | Path) -> tuple[str, Any]:
+    """The model type and config stored in a run or saved model (a format-1 file is upgraded in memory)."""
+    run = RunDir(directory)
+    meta = upgrade_model_meta(run.read_model_json())
     try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        t = model_type(meta["model_type"])
+        return t.name, t.config_class.from_dict(meta["config"])
+    except (KeyError, TypeError) as exc:
+        raise UserInputError(f"corrupt {run.model_file} ({type(exc).__name__})") from None
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-
-    atomic_write(path, write)
+def save_level_weights(model: FlowModel, level: int, directory: str | Path) -> None:
+    """Write one level's weights into ``level_XX/`` of a run or saved model, atomically."""
+    RunDir(directory).save_weights(level, model.levels[level].state_dict())
 
 
-def save_level_weights(model: FlowModel, level: int, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.levels[level].state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp))
-
-
-def load_level_weights(model: FlowModel, level: int, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise UserInputError(
-            f"level {level} was never trained ({path} is missing); train it with "
-            f"'waveletflow train ... --level {level}' or copy its folder into the run"
-        )
+def load_level_weights(model: FlowModel, level: int, directory: str | Path) -> None:
+    """Load one level's weights; a level never trained or a corrupt file is a one-line error."""
+    state = RunDir(directory).load_weights(level)
     try:
-        state = load_file(str(path))
         model.levels[level].load_state_dict(state)
-    except Exception as exc:
-        raise UserInputError(f"corrupt weights for level {level} in {path} ({type(exc).__name__})") from None
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UserInputError(f"weights of level {level} in {directory} do not fit the model ({type(exc).__name__})") from None
 
 
-def model_types() -> dict[str, type[FlowModel]]:
-    from waveletflow.models.glow import Glow
-    from waveletflow.models.waveletflow import WaveletFlow
-
-    from waveletflow.models.mrcnf import MRCNF
-
-    return {"waveletflow": WaveletFlow, "glow": Glow, "mrcnf": MRCNF}
-
-
-def build_model(model_type: str, config: dict[str, Any]) -> FlowModel:
-    types = model_types()
-    if model_type not in types:
-        raise UserInputError(f"unknown model type {model_type!r}; choose one of {', '.join(types)}")
-    return types[model_type](config)
-
-
-def read_model_file(directory: str | Path) -> dict[str, Any]:
-    directory = Path(directory)
-    path = directory / MODEL_FILE
-    if not directory.is_dir():
-        raise UserInputError(f"no run or model at {directory}")
-    if not path.is_file():
-        raise UserInputError(f"{directory} is not a waveletflow run or model ({MODEL_FILE} is missing)")
-    try:
-        with open(path) as fh:
-            meta = json.load(fh)
-        meta["model_type"], meta["config"]  # noqa: B018 - presence check
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserInputError(f"corrupt {path} ({type(exc).__name__})") from None
-    return meta
+def save(model: FlowModel, directory: str | Path) -> None:
+    """Write ``model.json`` and one ``level_XX/weights.safetensors`` per level."""
+    if model.config is None:
+        raise UserInputError("only models built from a config (build_model, load) can be saved")
+    write_model_meta(directory, model.model_type, model.config)
+    for level in range(len(model.levels)):
+        save_level_weights(model, level, directory)
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu", allow_untrained: bool = False) -> FlowModel:
-    """Load a trained model from a run folder or a folder written by ``model.save``.
+    """Load a trained model from a run folder or a folder written by :func:`save`.
 
     Raises :class:`~waveletflow.errors.UserInputError` (a ``ValueError``) for a missing or corrupt run, or a
     level that was never trained (unless ``allow_untrained``).
     """
-    meta = read_model_file(directory)
-    model = build_model(meta["model_type"], meta["config"])
-    for i in range(len(model.levels)):
-        path = level_dir(directory, i) / WEIGHTS_FILE
-        if allow_untrained and not path.exists():
+    name, config = read_model_meta(directory)
+    model = build_model(name, config)
+    run = RunDir(directory)
+    for level in range(len(model.levels)):
+        if allow_untrained and not run.has_weights(level):
             continue
-        load_level_weights(model, i, path)
+        load_level_weights(model, level, directory)
     return model.to(device).eval()
+

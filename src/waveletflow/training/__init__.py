@@ -1,6 +1,25 @@
 """Training every model type level by level, with checkpoints, resume, metrics and curves."""
 
-from waveletflow.training.trainer import TrainOptions, budget_shares, prepare_run, train, train_level
+from waveletflow.training.loop import Stop, fit
+from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
+from waveletflow.training.run import budget_shares, parse_levels, prepare_run, split_train_val
+from waveletflow.training.sinks import MetricsSink
+from waveletflow.training.trainer import train, train_level
+from waveletflow.training.unit import TrainUnit
 
-__all__ = ["TrainOptions", "budget_shares", "plot_curves", "prepare_run", "train", "train_level"]
+__all__ = [
+    "MetricsSink",
+    "Stop",
+    "TrainOptions",
+    "TrainUnit",
+    "budget_shares",
+    "fit",
+    "parse_levels",
+    "plot_curves",
+    "prepare_run",
+    "resolve_device",
+    "split_train_val",
+    "train",
+    "train_level",
+]

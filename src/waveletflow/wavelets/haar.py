@@ -1,6 +1,6 @@
 """One-level Haar transforms under three normalisations, and multi-level pyramids.
 
-For each 2×2 block ``a b / c d`` of each channel (SPEC §2)::
+For each 2×2 block ``a b / c d`` of each channel::
 
     orthonormal  low = (a+b+c+d)/2   details = (a+b-c-d)/2, (a-b+c-d)/2, (a-b-c+d)/2
     average      low = (a+b+c+d)/4   details as orthonormal           log-det log(1/2) per low value

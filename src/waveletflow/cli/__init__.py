@@ -1,0 +1,151 @@
+"""The ``waveletflow`` command line: train, evaluate, sample, super-resolve, info, pyramid, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+
+from waveletflow import __version__
+from waveletflow.errors import UserInputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _train_default(name: str):
+    from waveletflow.training import TrainOptions
+
+    return {f.name: f.default for f in fields(TrainOptions)}[name]
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from waveletflow.models import MODEL_TYPES, PRESETS
+
+    d = _train_default
+    p.add_argument("--data", required=True, help="digits, mnist, fashion-mnist, cifar10, an .npz file or an image folder")
+    p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
+    p.add_argument("--model", choices=list(MODEL_TYPES), default=None, help="model type (default waveletflow)")
+    p.add_argument("--level", default="all", help="'all' or level numbers, e.g. 2 or 0,3")
+    p.add_argument("--parallel", type=int, default=1, help="train levels in this many processes sharing the cores")
+    p.add_argument("--joint", action="store_true", default=None,
+                   help="train the levels together: one optimiser on the image's bits/dim (default: each on its own)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="optimiser steps per level (total, counting resumed steps)")
+    g.add_argument("--time-budget", type=float, help="wall-clock seconds for the whole command")
+    p.add_argument("--batch-size", type=int, help=f"images per step (default {d('batch_size')})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {d('lr')})")
+    p.add_argument("--warmup", type=int, help=f"linear learning-rate warm-up steps (default {d('warmup')})")
+    p.add_argument("--seed", type=int, help=f"seed of the model and the data order (default {d('seed')})")
+    p.add_argument("--device", help=f"auto, cpu or cuda (default {d('device')})")
+    p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")
+    p.add_argument("--preset", help=f"named Wavelet Flow preset ({', '.join(PRESETS)})")
+    p.add_argument("--n-bits", type=int, help="model bit depth (default: the data's)")
+    p.add_argument("--image-size", type=int, help="image side for folder datasets")
+    p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
+    p.add_argument("--eval-every", type=int, help=f"validation every this many steps (default {d('eval_every')})")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-curves", action="store_true", help="write no curves.png and print no summary")
+
+
+def _add_solver(p: argparse.ArgumentParser) -> None:
+    from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER as S
+
+    p.add_argument("--ode-solver", help=f"continuous models: the ODE solver to evaluate with (default: the model's, {S.method})")
+    p.add_argument("--ode-tol", type=float, help=f"continuous models: its atol = rtol (default: the model's, {S.atol:g})")
+
+
+def _add_run_io(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--temperature", default="1.0", help="one value, or one per level separated by commas")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    _add_solver(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="waveletflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"waveletflow {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+    _add_train(sub.add_parser("train", help="train or resume a model, level by level"))
+
+    p = sub.add_parser("evaluate", help="test bits/dim with the per-level breakdown")
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--limit", type=int, help="evaluate the first N images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_solver(p)
+
+    p = sub.add_parser("sample", help="draw samples into a PNG grid")
+    _add_run_io(p, "PNG file")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--npz", help="also save the samples (uint8 NHWC, key x)")
+
+    p = sub.add_parser("super-resolve", help="sample a full-size image whose low-pass is the input")
+    _add_run_io(p, "PNG file")
+    p.add_argument("--input", required=True, help="PNG at one of the model's level sizes")
+
+    p = sub.add_parser("info", help="model type, sizes, parameters and training state per level")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("pyramid", help="write the Haar pyramid of a few images as a PNG")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--out", required=True)
+    p.add_argument("--base-size", type=int, default=1)
+    p.add_argument("--convention", default="average", choices=["orthonormal", "average", "unimodular"])
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--image-size", type=int)
+
+    p = sub.add_parser("demo", help="the quick start: train on digits, evaluate, sample, super-resolve, curves")
+    p.add_argument("--out", default="runs/digits")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--time-budget", type=float, default=150.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+class _LineHandler(logging.Handler):
+    """The library's log as ``note: ...`` / ``warning: ...`` lines on the current stderr, above any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        prefix = "note: " if record.levelno < logging.WARNING else "warning: "
+        tqdm.write(prefix + record.getMessage(), file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("waveletflow")
+    if not any(isinstance(h, _LineHandler) for h in logger.handlers):
+        logger.addHandler(_LineHandler())
+    logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from waveletflow.cli.commands import cmd_evaluate, cmd_info, cmd_sample, cmd_super_resolve, cmd_train
+    from waveletflow.cli.demo import cmd_demo, cmd_pyramid
+
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "super-resolve": cmd_super_resolve,
+                "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        return commands[args.command](args)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (checkpoints written so far are kept; rerun the command to resume)", file=sys.stderr)
+        return 130

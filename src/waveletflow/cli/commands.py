@@ -1,0 +1,205 @@
+"""The commands that work on runs: train, evaluate, sample, super-resolve, info."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from waveletflow.errors import UserInputError
+
+#: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
+_OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "eval_every", "joint")
+
+
+def _temperature(text: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserInputError(f"--temperature must be a number or numbers separated by commas, got {text!r}") from None
+    if any(v < 0 for v in vals):
+        raise UserInputError("--temperature must not be negative")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _load(a):
+    """The model of a run on the asked device, and the ODE solver asked for (None: the model's own)."""
+    from dataclasses import replace
+
+    from waveletflow.models import load
+    from waveletflow.training import resolve_device
+
+    model = load(a.run, resolve_device(a.device))
+    if a.ode_solver is None and a.ode_tol is None:
+        return model, None
+    if not model.continuous:
+        raise UserInputError(f"--ode-solver and --ode-tol apply to continuous models (mrcnf), not {model.model_type}")
+    if a.ode_tol is not None and not a.ode_tol > 0:
+        raise UserInputError(f"the ODE tolerance must be positive, got {a.ode_tol}")
+    s = model.config.eval_solver
+    return model, replace(s, method=a.ode_solver or s.method, atol=a.ode_tol or s.atol, rtol=a.ode_tol or s.rtol)
+
+
+def _read_overrides(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        overrides = json.loads(Path(path).read_text())
+    except OSError:
+        raise UserInputError(f"config file {path} cannot be read") from None
+    except ValueError as exc:
+        raise UserInputError(f"config file {path} is not valid JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise UserInputError(f"config file {path} must hold a JSON object")
+    return overrides
+
+
+def _print_summary(results: list[dict], seconds: float, out: str) -> None:
+    for r in results:
+        val = r.get("val_bpd")
+        if isinstance(r["level"], list):
+            per = ", ".join(f"{b:.4f}" for b in r["levels_val_bpd"])
+            print(f"levels {','.join(map(str, r['level']))} (joint): step {r['step']}, validation {val:.4f} bits/dim "
+                  f"of their dimensions (per level, of its own: {per})")
+        else:
+            print(f"level {r['level']}: step {r['step']}, validation {val:.4f} bits/dim of the level"
+                  if val is not None else f"level {r['level']}: step {r['step']}")
+    print(f"trained in {seconds:.0f} s; run folder {out}")
+
+
+def cmd_train(a) -> int:
+    from waveletflow.training import TrainOptions, train
+
+    for name in ("steps", "batch_size", "parallel"):
+        v = getattr(a, name)
+        if v is not None and v < 1:
+            raise UserInputError(f"--{name.replace('_', '-')} must be at least 1")
+    if a.time_budget is not None and a.time_budget <= 0:
+        raise UserInputError("--time-budget must be positive")
+    if a.steps is None and a.time_budget is None:
+        raise UserInputError("give --steps N or --time-budget SECONDS")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    given = {name: getattr(a, name) for name in _OPTION_FLAGS if getattr(a, name) is not None}
+    opts = TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
+    t0 = time.perf_counter()
+    results = train(a.out, a.data, a.model, a.level, a.parallel, opts, _read_overrides(a.config), a.n_bits,
+                    a.image_size, preset=a.preset)
+    if not a.no_curves:
+        _print_summary(results, time.perf_counter() - t0, a.out)
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from waveletflow.data import load_dataset
+
+    model, solver = _load(a)
+    data = load_dataset(a.data, image_size=a.image_size)
+    images = data.x_test if a.split == "test" else data.x_train
+    if a.limit is not None:
+        if a.limit < 1:
+            raise UserInputError("--limit must be at least 1")
+        images = images[: a.limit]
+    if data.image_shape != model.image_shape:
+        raise UserInputError(f"the model takes images of shape {model.image_shape} (C, H, W); the data has {data.image_shape}")
+    res = model.bits_per_dim(images, batch_size=a.batch_size, seed=a.seed, data_bits=data.n_bits, solver=solver)
+    if a.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    names = model.level_names()
+    print(f"{model.model_type} on {a.data} ({a.split}, {res.images} images)")
+    for i, b in enumerate(res.levels):
+        extra = "" if res.nfe is None else f"   ({res.nfe[i]} ODE function evaluations, last batch)"
+        print(f"  level {i} ({names[i]}): {b:.4f}{extra}")
+    print(f"  total: {res.bits_per_dim:.4f} bits/dim")
+    return 0
+
+
+def display_max(model) -> int:
+    """The largest pixel value of the training data, for viewing (e.g. 16 for the 5-bit digits)."""
+    value = getattr(model.config, "display_max", None)
+    return int(value) if value is not None else 2**model.n_bits - 1
+
+
+def save_samples(model, images, out: str, npz: str | None = None) -> None:
+    """uint8 NHWC images as a PNG grid (upscaled when small) and optionally an ``.npz`` (key ``x``)."""
+    import numpy as np
+
+    from waveletflow.images import image_grid, save_png, to_display
+
+    scale = max(1, 128 // images.shape[1]) if images.shape[1] < 64 else 1
+    save_png(out, image_grid(to_display(images, display_max(model)), scale=scale))
+    if npz:
+        np.savez_compressed(npz, x=images)
+
+
+def cmd_sample(a) -> int:
+    import torch
+
+    if a.n < 1:
+        raise UserInputError("--n must be at least 1")
+    model, solver = _load(a)
+    gen = torch.Generator().manual_seed(a.seed)
+    x = model.sample(a.n, _temperature(a.temperature), generator=gen, solver=solver)
+    save_samples(model, model.to_uint8(x), a.out, a.npz)
+    print(f"wrote {a.n} samples to {a.out}" + (f" and {a.npz}" if a.npz else ""))
+    return 0
+
+
+def cmd_super_resolve(a) -> int:
+    import torch
+
+    from waveletflow.images import from_display, read_image, save_png, to_display
+
+    model, solver = _load(a)
+    dmax = display_max(model)
+    low = from_display(read_image(a.input, model.image_shape[0]), dmax)[None]
+    gen = torch.Generator().manual_seed(a.seed)
+    high = model.super_resolve(low, _temperature(a.temperature), generator=gen, solver=solver)
+    save_png(a.out, to_display(high[0], dmax))
+    print(f"wrote {high.shape[2]}x{high.shape[1]} image to {a.out}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from waveletflow.models import load
+    from waveletflow.rundir import RunDir
+
+    model = load(a.run, allow_untrained=True)
+    run = RunDir(a.run)
+    info = model.describe()
+    for lv in info["levels"]:
+        try:
+            state = run.read_state(lv["level"])
+        except UserInputError as exc:
+            state = str(exc)
+        lv["trained"] = run.has_weights(lv["level"])
+        if state is not None:
+            lv["state"] = state
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c, h, w = info["image_shape"]
+    print(f"{info['model_type']} model for {h}x{w}x{c} images, {info['n_bits']} bits, {info['parameters']:,} parameters")
+    conv = getattr(model, "convention", None)
+    if conv:
+        print(f"Haar convention: {conv}")
+    for lv in info["levels"]:
+        print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {_state_text(lv)}")
+    return 0
+
+
+def _state_text(lv: dict) -> str:
+    st = lv.get("state")
+    if isinstance(st, str):
+        return st  # a corrupt state.json, said as it is
+    if not isinstance(st, dict):
+        return "trained (no state.json)" if lv["trained"] else "not trained"
+    val = st.get("val_bpd")
+    text = f"step {st['step']}, {st['elapsed_s']:.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
+    if str(st.get("unit", "")).startswith("joint_"):
+        text += f" (trained in {st['unit']})"
+    return text + ("" if lv.get("crop") is None else f"; trains on {lv['crop']}x{lv['crop']} crops")
+

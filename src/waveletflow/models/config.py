@@ -1,0 +1,339 @@
+"""Model configs (frozen dataclasses), their defaults for a data set, and the ``model.json`` format.
+
+A Wavelet Flow or MRCNF config lists one entry per model level: ``levels[0]`` is the base flow and
+``levels[l]`` the flow of the details of level ``l`` (coarse to fine). An empty ``levels`` means default
+entries for every level. Values are checked when a config is made; which model it builds is not.
+
+The factories (:func:`glow_config`, :func:`waveletflow_config`, :func:`mrcnf_config`) take the image shape
+and bit depth positionally; ``overrides`` (any config keys, ``image_shape`` and ``n_bits`` included) win.
+
+>>> cfg = waveletflow_config((1, 8, 8), n_bits=5)
+>>> [lv.width for lv in cfg.levels], cfg.sizes
+([32, 32, 48, 64], [(1, 1), (2, 2), (4, 4), (8, 8)])
+>>> WaveletFlowConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from waveletflow.config import Config, check_choice, check_positive, convert, require
+from waveletflow.errors import UserInputError
+from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
+from waveletflow.layers.coupling import COUPLINGS
+from waveletflow.wavelets import CONVENTIONS, pyramid_sizes
+
+__all__ = [
+    "MODEL_FORMAT", "PRESETS", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
+    "WaveletFlowConfig", "glow_config", "mrcnf_config", "upgrade_model_meta", "waveletflow_config",
+]
+
+#: Version of the ``model.json`` layout written by this code; see :func:`upgrade_model_meta`.
+MODEL_FORMAT = 2
+
+log = logging.getLogger("waveletflow")
+
+BaseSize = int | tuple[int, int]
+
+
+def _check_data(image_shape: tuple[int, int, int], n_bits: int, display_max: int | None) -> None:
+    require(len(image_shape) == 3 and min(image_shape) > 0,
+            f"image_shape must be 3 positive sizes (C, H, W), got {list(image_shape)}")
+    require(1 <= n_bits <= 16, f"n_bits must be between 1 and 16, got {n_bits}")
+    check_positive(display_max=display_max)
+
+
+def _hw(base_size: BaseSize) -> tuple[int, int]:
+    return (base_size, base_size) if isinstance(base_size, int) else (base_size[0], base_size[1])
+
+
+@dataclass(frozen=True)
+class GlowConfig(Config):
+    """Glow (Kingma & Dhariwal 2018): ``n_scales`` × [squeeze → ``n_steps`` steps → split] over the image."""
+
+    image_shape: tuple[int, int, int]
+    n_bits: int = 8
+    n_scales: int = 3
+    n_steps: int = 8
+    width: int = 64
+    n_blocks: int = 1
+    coupling: str = "affine"
+    lu: bool = True
+    display_max: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_data(self.image_shape, self.n_bits, self.display_max)
+        check_positive(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
+        check_choice("coupling", self.coupling, COUPLINGS)
+
+
+@dataclass(frozen=True)
+class GlowLevelConfig(Config):
+    """The flow of one Wavelet Flow level: ``n_steps`` Glow steps whose couplings have ``n_blocks`` blocks
+    of ``width`` channels. The base (level 0) may be multi-scale (``n_scales``; ``squeeze`` None: where its
+    size allows); a detail level may train on ``crop``×``crop`` crops of the images (Yu et al. 2020)."""
+
+    n_steps: int = 8
+    width: int = 64
+    n_blocks: int = 1
+    coupling: str = "affine"
+    n_scales: int = 1
+    squeeze: bool | None = None
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
+                  crop=self.crop)
+        check_choice("coupling", self.coupling, COUPLINGS)
+
+
+class _Pyramid:
+    """Shared by the wavelet models: the pyramid of sizes and one ``levels`` entry per level."""
+
+    image_shape: tuple[int, int, int]
+    base_size: BaseSize
+    levels: tuple[Any, ...]
+
+    @property
+    def base_hw(self) -> tuple[int, int]:
+        """(height, width) of the base image."""
+        return _hw(self.base_size)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of the images of the pyramid, base first, the full image last."""
+        return pyramid_sizes(self.image_shape[1:], self.base_hw)
+
+    def _fill_levels(self, entry: type) -> None:
+        """Default entries for an empty ``levels``; else exactly one entry per level."""
+        n = len(self.sizes)
+        if not self.levels:
+            object.__setattr__(self, "levels", tuple(entry() for _ in range(n)))
+        (h, w), (bh, bw) = self.image_shape[1:], self.base_hw
+        detail = f"{n - 1} detail level{'' if n == 2 else 's'}"
+        require(len(self.levels) == n, f"{h}×{w} images with a {bh}×{bw} base have {n} levels (the base and "
+                                       f"{detail}), but the config lists {len(self.levels)}")
+
+
+@dataclass(frozen=True)
+class WaveletFlowConfig(_Pyramid, Config):
+    """Wavelet Flow (Yu et al. 2020): a Glow on the ``base_size`` image, then per Haar level a Glow on the
+    details conditioned on the low-pass image; ``levels[l]`` configures the flow of level ``l``."""
+
+    image_shape: tuple[int, int, int]
+    n_bits: int = 8
+    base_size: BaseSize = 1
+    convention: str = "average"
+    lu: bool = True
+    levels: tuple[GlowLevelConfig, ...] = ()
+    display_max: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_data(self.image_shape, self.n_bits, self.display_max)
+        check_choice("Haar convention", self.convention, CONVENTIONS)
+        self._fill_levels(GlowLevelConfig)
+        require(self.levels[0].crop is None, "level 0 (the base) cannot be cropped; crop is for detail levels")
+        h, w = self.image_shape[1:]
+        for lv, lc in enumerate(self.levels[1:], start=1):
+            require(lc.n_scales == 1 and lc.squeeze is None,
+                    f"level {lv}: n_scales and squeeze are for the base flow (level 0) only")
+            step = 2 ** (len(self.levels) - lv)  # Haar steps from the full image down to this level's details
+            require(lc.crop is None or (lc.crop <= min(h, w) and lc.crop % step == 0),
+                    f"level {lv}: crop {lc.crop} must be at most the image size and divisible by {step}")
+
+
+@dataclass(frozen=True)
+class CNFLevelConfig(Config):
+    """Per-level settings of an MRCNF level; None takes the model-wide value of :class:`MRCNFConfig`."""
+
+    hidden: tuple[int, ...] | None = None
+    cnf_blocks: int | None = None
+    actnorm: bool | None = None
+    end_time: float | None = None
+    steer: float | None = None
+
+    def __post_init__(self) -> None:
+        require(self.hidden is None or (len(self.hidden) > 0 and min(self.hidden) > 0),
+                f"hidden must list positive widths, got {self.hidden}")
+        check_positive(cnf_blocks=self.cnf_blocks, end_time=self.end_time)
+        require(self.steer is None or self.steer >= 0, f"steer must be at least 0, got {self.steer}")
+
+
+@dataclass(frozen=True)
+class MRCNFConfig(_Pyramid, Config):
+    """MRCNF (Voleti et al. 2021): the wavelet factorisation with ``cnf_blocks`` CNFs per level (each behind
+    an ActNorm when ``actnorm``), a logit transform of strength ``alpha`` before the base, and the RNODE
+    penalties ``kinetic`` and ``jacobian`` (Finlay et al. 2020) in training."""
+
+    image_shape: tuple[int, int, int]
+    n_bits: int = 8
+    base_size: BaseSize = 8
+    convention: str = "unimodular"
+    alpha: float = 0.05
+    cnf_blocks: int = 1
+    actnorm: bool = True
+    hidden: tuple[int, ...] = (32, 32, 32)
+    end_time: float = 1.0
+    steer: float = 0.0
+    divergence: str = "hutchinson"
+    noise: str = "gaussian"
+    kinetic: float = 0.01
+    jacobian: float = 0.01
+    train_solver: SolverConfig = DEFAULT_TRAIN_SOLVER
+    eval_solver: SolverConfig = DEFAULT_EVAL_SOLVER
+    adjoint: bool = False
+    levels: tuple[CNFLevelConfig, ...] = ()
+    display_max: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_data(self.image_shape, self.n_bits, self.display_max)
+        require(self.convention == "unimodular", "MRCNF uses the unimodular Haar step (Voleti et al. 2021)")
+        require(0 <= self.alpha < 0.5, f"alpha must be in [0, 0.5), got {self.alpha}")
+        require(self.kinetic >= 0 and self.jacobian >= 0, "the RNODE weights kinetic and jacobian must be >= 0")
+        check_choice("divergence", self.divergence, ("hutchinson", "exact"))
+        check_choice("noise", self.noise, ("gaussian", "rademacher"))
+        CNFLevelConfig(self.hidden, self.cnf_blocks, self.actnorm, self.end_time, self.steer)  # checks them
+        self._fill_levels(CNFLevelConfig)
+        for lv in range(len(self.levels)):
+            s = self.level_settings(lv)
+            require(s.steer < s.end_time, f"level {lv}: steer {s.steer} must be less than end_time {s.end_time}")
+
+    def level_settings(self, level: int) -> CNFLevelConfig:
+        """``levels[level]`` with every None replaced by the model-wide value."""
+        lc = self.levels[level]
+        return CNFLevelConfig(**{
+            f.name: getattr(self, f.name) if getattr(lc, f.name) is None else getattr(lc, f.name)
+            for f in dataclasses.fields(CNFLevelConfig)
+        })
+
+
+#: Wavelet Flow presets in the spirit of the released configurations (Yu et al. 2020), scaled down for CPUs.
+#: ``levels`` lists the base flow first, then one entry per detail level, coarse to fine.
+_SMALL_BASE = {"n_steps": 4, "width": 32, "n_blocks": 1, "n_scales": 1}
+PRESETS: dict[str, dict[str, Any]] = {
+    "8x8": {"base_size": 1, "levels": [
+        _SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 6, "width": 48}, {"n_steps": 8, "width": 64}]},
+    "28x28": {"base_size": 7, "levels": [
+        {"n_steps": 8, "width": 64, "n_blocks": 1, "n_scales": 1},
+        {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 64}]},
+    "32x32": {"base_size": 1, "levels": [
+        _SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48},
+        {"n_steps": 6, "width": 64}, {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 96}]},
+}
+# 64×64: one more level than 32×32, trained on 32×32 crops (patch-wise training, Yu et al. 2020)
+PRESETS["64x64"] = {"base_size": 1, "levels": [*PRESETS["32x32"]["levels"], {"n_steps": 8, "width": 96, "crop": 32}]}
+
+
+def _data(image_shape: Any, n_bits: int, overrides: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
+    """(C, H, W) and the bit depth: the arguments, or ``image_shape``/``n_bits`` given in ``overrides``."""
+    shape = overrides.pop("image_shape", tuple(int(v) for v in image_shape))
+    return convert(tuple[int, int, int], shape, "config image_shape"), convert(
+        int, overrides.pop("n_bits", int(n_bits)), "config n_bits")
+
+
+def _halved(h: int, w: int, stop: int) -> BaseSize:
+    """The base size: halve (h, w) while both are even and the smaller is above ``stop``."""
+    while h % 2 == 0 and w % 2 == 0 and min(h, w) > stop:
+        h, w = h // 2, w // 2
+    return h if h == w else (h, w)
+
+
+def _no_preset(preset: str | None) -> None:
+    require(preset is None, "presets exist for waveletflow models only")
+
+
+def glow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None, **overrides: Any) -> GlowConfig:
+    """A Glow config: the defaults, with as many scales as the image size allows (at most 3).
+
+    >>> glow_config((3, 28, 28), n_steps=4).n_scales
+    2
+    """
+    _no_preset(preset)
+    shape, bits = _data(image_shape, n_bits, overrides)
+    h, w, scales = shape[1], shape[2], 0
+    while scales < 3 and h % 2 == 0 and w % 2 == 0 and min(h, w) >= 4:
+        scales, h, w = scales + 1, h // 2, w // 2
+    return GlowConfig.from_dict({"n_scales": max(scales, 1), **overrides, "image_shape": shape, "n_bits": bits})
+
+
+def waveletflow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None,
+                       **overrides: Any) -> WaveletFlowConfig:
+    """A Wavelet Flow config: the preset named or the one for the image size (see :data:`PRESETS`), else
+    a 1×1 base where the size is a power of two (the smallest size reachable by halving otherwise) with
+    8 steps of width 64 per level. ``overrides`` replace top-level keys; a ``levels`` list replaces all
+    entries (each filled with the :class:`GlowLevelConfig` defaults).
+
+    >>> waveletflow_config((1, 24, 24)).base_size, len(waveletflow_config((1, 16, 12)).levels)
+    (3, 3)
+    """
+    shape, bits = _data(image_shape, n_bits, overrides)
+    name = preset or f"{shape[1]}x{shape[2]}"
+    if name in PRESETS:
+        defaults = copy.deepcopy(PRESETS[name])
+    elif preset is not None:
+        raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    else:
+        defaults = {"base_size": _halved(shape[1], shape[2], 1)}
+    if "base_size" in overrides:
+        base = convert(BaseSize, overrides["base_size"], "config base_size")
+        if "levels" in defaults and _hw(base) != _hw(defaults["base_size"]):
+            log.info("preset %s is for a base of %s; default levels are used for base %s", name,
+                     defaults["base_size"], base)
+            del defaults["levels"]
+    return WaveletFlowConfig.from_dict({**defaults, **overrides, "image_shape": shape, "n_bits": bits})
+
+
+def mrcnf_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None, **overrides: Any) -> MRCNFConfig:
+    """An MRCNF config: base 8×8 where the size is a power of two (as in Voleti et al. 2021), 7×7 for 28×28.
+
+    >>> [mrcnf_config((3, s, s)).base_size for s in (28, 32, 64)]
+    [7, 8, 8]
+    """
+    _no_preset(preset)
+    shape, bits = _data(image_shape, n_bits, overrides)
+    defaults = {"base_size": _halved(shape[1], shape[2], 8)}
+    return MRCNFConfig.from_dict({**defaults, **overrides, "image_shape": shape, "n_bits": bits})
+
+
+def _rename(d: dict[str, Any], old: str, new: str) -> None:
+    if old in d:
+        d.setdefault(new, d.pop(old))
+
+
+def upgrade_model_meta(meta: Any) -> dict[str, Any]:
+    """Model metadata ``{"version", "model_type", "config"}`` in the current format (a new dict).
+
+    Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales``; the separate ``base``
+    entry of Wavelet Flow and MRCNF becomes ``levels[0]`` (its ``n_levels`` becomes ``n_scales``); a stored
+    ``preset`` is dropped. Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
+
+    >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})
+    {'version': 2, 'model_type': 'glow', 'config': {'image_shape': [1, 8, 8], 'n_scales': 2}}
+    """
+    require(isinstance(meta, Mapping), "unreadable model metadata: not a JSON object")
+    version = meta.get("version", 1)
+    require(type(version) is int and version >= 1, f"unreadable model metadata: bad format version {version!r}")
+    require(version <= MODEL_FORMAT, f"this model was written by a newer waveletflow (model format {version}); "
+                                     "upgrade waveletflow")
+    model_type, config = meta.get("model_type"), meta.get("config")
+    require(isinstance(model_type, str) and isinstance(config, Mapping),
+            "unreadable model metadata: it needs a model_type string and a config object")
+    config = copy.deepcopy(dict(config))
+    if version == 1:
+        config.pop("preset", None)
+        if model_type == "glow":
+            _rename(config, "n_levels", "n_scales")
+        elif model_type in ("waveletflow", "mrcnf"):
+            base, levels = config.pop("base", {}), config.get("levels", [])
+            require(isinstance(base, Mapping) and isinstance(levels, list),
+                    "unreadable model metadata: base must be an object and levels a list")
+            base = dict(base)
+            _rename(base, "n_levels", "n_scales")
+            config["levels"] = [base, *levels]
+    return {"version": MODEL_FORMAT, "model_type": model_type, "config": config}

@@ -1,0 +1,158 @@
+"""The composed multi-resolution model: a base flow and one conditional flow per Haar level.
+
+``log p(x) = log p(I_0) + Σ_l [log p(D_l | I_l) + log|det| of Haar step l]`` (Yu et al. 2020, §3; Voleti et
+al. 2021, §3). The Haar log-det of each step is counted in the level whose details that step creates, so the
+per-level terms sum exactly. Wavelet Flow and MRCNF are this model with other flows (see their factories).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from waveletflow.data import to_tensor
+from waveletflow.errors import UserInputError
+from waveletflow.layers import InvertibleLayer
+from waveletflow.layers.solver import SolverConfig
+from waveletflow.models.base import FlowModel, LevelTerm, standard_level_term
+from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
+
+
+class WaveletModel(FlowModel):
+    """Level 0 models the base image; level l ≥ 1 the detail bands of one Haar step given its low-pass.
+
+    Args:
+        base_flow: an unconditional flow on the (C, h, w) base image.
+        detail_flows: coarse to fine, flows on 3C detail channels conditioned on the C-channel low-pass.
+        convention: the Haar normalisation (``average``, ``orthonormal`` or ``unimodular``).
+        image_shape: (C, H, W) of the full images.
+        crops: per level, the side of the random crop of full images that trains it (None: whole images).
+        **kwargs: ``model_type``, ``n_bits``, ``config``, ``kinetic``, ``jacobian`` of :class:`FlowModel`.
+    """
+
+    def __init__(self, base_flow: InvertibleLayer, detail_flows: Sequence[InvertibleLayer], convention: str = "average",
+                 *, image_shape: Sequence[int], crops: Sequence[int | None] | None = None, **kwargs: Any):
+        super().__init__(kwargs.pop("model_type", "waveletflow"), image_shape, **kwargs)
+        c, h, w = self.image_shape
+        haar_logdet_per_low(convention)  # validates the name
+        self.convention = convention
+        n_detail = len(detail_flows)
+        base_hw = (h >> n_detail, w >> n_detail)
+        if base_hw[0] << n_detail != h or base_hw[1] << n_detail != w:
+            raise UserInputError(f"{h}×{w} images cannot be halved {n_detail} times")
+        self.sizes = pyramid_sizes((h, w), base_hw)  # coarse to fine, base first
+        for level, flow in enumerate([base_flow, *detail_flows]):
+            want = (c, 0) if level == 0 else (3 * c, c)
+            if (flow.in_shape[0], flow.cond_channels) != want:
+                raise UserInputError(f"level {level} needs a flow on {want[0]} channels conditioned on {want[1]}, "
+                                     f"got {flow.in_shape[0]} conditioned on {flow.cond_channels}")
+        self.levels = nn.ModuleList([base_flow, *detail_flows])
+        self.crops = [None] * (n_detail + 1) if crops is None else [None if v is None else int(v) for v in crops]
+        for level, crop in enumerate(self.crops):
+            steps = n_detail - level + 1  # Haar steps from the full image down to this level's details
+            if crop is not None and (level == 0 or crop > min(h, w) or crop % 2**steps):
+                raise UserInputError(f"level {level}: crop {crop} must be at most the image size and divisible by "
+                                     f"{2**steps} (the base level trains on whole images)")
+
+    # ----- structure ---------------------------------------------------------------------------
+    @property
+    def level_dims(self) -> list[int]:
+        c = self.image_shape[0]
+        bh, bw = self.sizes[0]
+        return [c * bh * bw] + [3 * c * hh * ww for hh, ww in self.sizes[:-1]]
+
+    def level_names(self) -> list[str]:
+        bh, bw = self.sizes[0]
+        return [f"base {bh}x{bw}"] + [f"details {hh}x{ww} -> {2 * hh}x{2 * ww}" for hh, ww in self.sizes[:-1]]
+
+    def level_crop(self, level: int) -> int | None:
+        return self.crops[level]
+
+    # ----- the decomposition, written once -----------------------------------------------------------
+    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None) -> dict[int, LevelTerm]:
+        """Haar steps from ``x`` down to the coarsest level asked for, running each asked level's flow."""
+        terms: dict[int, LevelTerm] = {}
+        low = x
+        for level in range(len(self.levels) - 1, max(min(levels), 1) - 1, -1):  # fine to coarse
+            low, detail, haar_logdet = haar(low, self.convention)
+            if level in levels:
+                terms[level] = standard_level_term(self.levels[level].transform(detail, low, solver), haar_logdet)
+        if 0 in levels:
+            terms[0] = standard_level_term(self.levels[0].transform(low, None, solver))
+        return terms
+
+    # ----- latents ---------------------------------------------------------------------------------
+    def _decode_from(self, low: Tensor, z: Tensor, first_level: int, solver: SolverConfig | None) -> Tensor:
+        """Sample-free synthesis: invert the detail flows of levels ``first_level``… given their latents ``z``."""
+        chunks = torch.split(z, self.level_dims[first_level:], dim=1)
+        for level, zl in enumerate(chunks, start=first_level):
+            hh, ww = low.shape[2], low.shape[3]
+            zl = zl.reshape(z.shape[0], 3 * self.image_shape[0], hh, ww)
+            detail = self.levels[level].inverse_transform(zl, low, solver, jac=False).z
+            low = inverse_haar(low, detail, self.convention)
+        return low
+
+    def decode(self, z: Tensor, solver: SolverConfig | None = None) -> Tensor:
+        base_flow = self.levels[0]
+        d0 = self.level_dims[0]
+        shape = [s if s is not None else self.sizes[0][i - 1] for i, s in enumerate(base_flow.out_shape)]
+        base = base_flow.inverse_transform(z[:, :d0].reshape(z.shape[0], *shape), None, solver, jac=False).z
+        return self._decode_from(base, z[:, d0:], 1, solver)
+
+    @torch.no_grad()
+    def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
+                      generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> np.ndarray:
+        """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
+
+        Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size) has a
+        Haar ``average`` low-pass equal to the input within one grey level (exactly so before quantisation).
+        """
+        k = to_tensor(low)
+        c = self.image_shape[0]
+        size = (k.shape[2], k.shape[3])
+        if len(self.sizes) < 2:
+            raise UserInputError("this model has no detail levels (its base is the full image): nothing to super-resolve")
+        if k.shape[1] != c or size not in self.sizes[:-1]:
+            allowed = ", ".join(f"{a}x{b}" for a, b in self.sizes[:-1])
+            raise UserInputError(
+                f"super-resolution input must be {c}-channel images of one of the level sizes {allowed}; "
+                f"got {k.shape[1]} channels at {size[0]}x{size[1]}"
+            )
+        if int(k.min()) < 0 or int(k.max()) >= 2**self.n_bits:
+            raise UserInputError(f"input pixel values must lie in 0..{2**self.n_bits - 1}")
+        first = self.sizes.index(size) + 1
+        p = next(self.parameters())
+        target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
+        x = target * self._low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
+        z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
+        out = match_block_means(self._decode_from(x, z, first, solver), target, 1.0 - 1e-6)
+        return self.to_uint8(out)
+
+    def _low_pass_scale(self, steps: int) -> float:
+        """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""
+        low = torch.ones(1, 1, 2**steps, 2**steps, dtype=torch.float64)
+        for _ in range(steps):
+            low = haar(low, self.convention)[0]
+        return float(low.reshape(-1)[0])
+
+
+def match_block_means(x: Tensor, means: Tensor, hi: float, iters: int = 50) -> Tensor:
+    """Clamp ``x`` into ``[0, hi]`` while keeping its block means equal to ``means``.
+
+    Sampled details can push pixels out of range; plain clamping would then change the low-pass image
+    that super-resolution must keep. Alternating projections (add back the block residual, clamp) restore
+    it for any ``means`` inside the range.
+    """
+    f = x.shape[-1] // means.shape[-1]
+    pool = torch.nn.functional.avg_pool2d
+    x = x.clamp(0.0, hi)
+    for _ in range(iters):
+        resid = means - pool(x, f)
+        if float(resid.abs().max()) < 1e-7:
+            break
+        x = (x + resid.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)).clamp(0.0, hi)
+    return x

@@ -1,0 +1,276 @@
+"""The run folder: every path and file of a training run or a saved model, and their atomic I/O.
+
+Layout::
+
+    model.json                 the model (type and config)
+    run.json                   the data and its split: {data, data_bits, val_size, seed}
+    curves.png                 training curves
+    level_XX/                  one per level
+        weights.safetensors    the level's weights
+        state.json             {step, elapsed_s, unit, train_bpd, val_bpd[, unit_val_bpd]}
+        checkpoint.pt          {step, elapsed_s, model, optimizer, rng} of the level trained on its own
+        metrics.csv, tensorboard/
+    joint_A-B-C/               levels A, B, C trained together: checkpoint.pt, metrics.csv, tensorboard/
+
+A folder written by ``model.save`` holds ``model.json`` and the ``weights.safetensors`` only. Every file is
+written to a temporary file and renamed over the old one, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from waveletflow.errors import UserInputError
+
+MODEL_FILE = "model.json"
+RUN_FILE = "run.json"
+CURVES_FILE = "curves.png"
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "state.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+LEVEL_PREFIX = "level_"
+JOINT_PREFIX = "joint_"
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+
+    atomic_write(path, write)
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; None when the file is absent; UserInputError when it is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"corrupt {path} ({type(exc).__name__})") from None
+
+
+class RunDir:
+    """The files of one run folder (or saved model folder) at ``path``.
+
+    A *unit* is what one optimiser trains: one level (its files in ``level_XX/``) or several levels trained
+    together (``joint_A-B-C/``). Methods taking ``levels`` accept one level or a sequence of them.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # ----- paths -----------------------------------------------------------------------------------
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def curves_file(self) -> Path:
+        return self.path / CURVES_FILE
+
+    def level_dir(self, level: int) -> Path:
+        """``level_XX/``: the weights and state of one level."""
+        return self.path / f"{LEVEL_PREFIX}{int(level):02d}"
+
+    @staticmethod
+    def unit_name(levels: int | Sequence[int]) -> str:
+        """``level_XX`` for one level, ``joint_A-B-C`` for levels trained together.
+
+        >>> RunDir.unit_name(3), RunDir.unit_name([2, 0, 1])
+        ('level_03', 'joint_0-1-2')
+        """
+        levels = _levels(levels)
+        if len(levels) == 1:
+            return f"{LEVEL_PREFIX}{levels[0]:02d}"
+        return JOINT_PREFIX + "-".join(str(v) for v in levels)
+
+    @staticmethod
+    def unit_levels(name: str) -> list[int] | None:
+        """The levels of the unit folder ``name`` (None when it names no unit).
+
+        >>> RunDir.unit_levels("joint_0-1-2"), RunDir.unit_levels("level_03"), RunDir.unit_levels("notes")
+        ([0, 1, 2], [3], None)
+        """
+        for prefix, sep in ((LEVEL_PREFIX, None), (JOINT_PREFIX, "-")):
+            if name.startswith(prefix):
+                try:
+                    return [int(v) for v in name[len(prefix):].split(sep)]
+                except ValueError:
+                    return None
+        return None
+
+    def unit_dir(self, levels: int | Sequence[int]) -> Path:
+        """Where one unit keeps its checkpoint and metrics."""
+        return self.path / self.unit_name(levels)
+
+    def weights_file(self, level: int) -> Path:
+        return self.level_dir(level) / WEIGHTS_FILE
+
+    def state_file(self, level: int) -> Path:
+        return self.level_dir(level) / STATE_FILE
+
+    def checkpoint_file(self, levels: int | Sequence[int]) -> Path:
+        return self.unit_dir(levels) / CHECKPOINT_FILE
+
+    def metrics_file(self, levels: int | Sequence[int]) -> Path:
+        return self.unit_dir(levels) / METRICS_FILE
+
+    def tensorboard_dir(self, levels: int | Sequence[int]) -> Path:
+        return self.unit_dir(levels) / TENSORBOARD_DIR
+
+    # ----- the folder ------------------------------------------------------------------------------
+    def is_model(self) -> bool:
+        """Whether the folder holds a model (``model.json``)."""
+        return self.model_file.is_file()
+
+    def is_empty(self) -> bool:
+        """Whether the folder is absent or holds nothing."""
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def read_model_json(self) -> dict[str, Any]:
+        """The raw content of ``model.json`` (a dict); UserInputError when absent or unreadable."""
+        if not self.path.is_dir():
+            raise UserInputError(f"no run or model at {self.path}")
+        if not self.model_file.is_file():
+            raise UserInputError(f"{self.path} is not a waveletflow run or model ({MODEL_FILE} is missing)")
+        meta = _read_json(self.model_file)
+        if not isinstance(meta, dict):
+            raise UserInputError(f"corrupt {self.model_file} (not a JSON object)")
+        return meta
+
+    def write_model_json(self, meta: dict[str, Any]) -> None:
+        write_json_atomic(self.model_file, meta)
+
+    def read_run(self) -> dict[str, Any]:
+        """``run.json``: the data spec, its bit depth, the validation size and the seed."""
+        try:
+            info = _read_json(self.run_file)
+        except UserInputError:
+            info = None
+        if not isinstance(info, dict):
+            raise UserInputError(f"{self.run_file} is missing or corrupt")
+        return info
+
+    def write_run(self, data: str, data_bits: int, val_size: int, seed: int) -> None:
+        write_json_atomic(self.run_file, {"data": data, "data_bits": data_bits, "val_size": val_size, "seed": seed})
+
+    # ----- level weights and state -----------------------------------------------------------------
+    def has_weights(self, level: int) -> bool:
+        return self.weights_file(level).is_file()
+
+    def save_weights(self, level: int, state_dict: dict[str, torch.Tensor]) -> None:
+        """Write one level's state dict as safetensors (on the CPU, contiguous)."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        atomic_write(self.weights_file(level), lambda tmp: save_file(state, tmp))
+
+    def load_weights(self, level: int) -> dict[str, torch.Tensor]:
+        """One level's state dict; UserInputError when the level was never trained or the file is corrupt."""
+        from safetensors.torch import load_file
+
+        path = self.weights_file(level)
+        if not path.is_file():
+            raise UserInputError(
+                f"level {level} was never trained ({path} is missing); train it with "
+                f"'waveletflow train ... --level {level}' or copy its folder into the run"
+            )
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise UserInputError(f"corrupt weights for level {level} in {path} ({type(exc).__name__})") from None
+
+    def read_state(self, level: int) -> dict[str, Any] | None:
+        """A level's ``state.json`` (None when absent); UserInputError when corrupt."""
+        state = _read_json(self.state_file(level))
+        if state is not None and not isinstance(state, dict):
+            raise UserInputError(f"corrupt {self.state_file(level)} (not a JSON object)")
+        return state
+
+    def write_state(self, level: int, state: dict[str, Any]) -> None:
+        write_json_atomic(self.state_file(level), state)
+
+    # ----- unit checkpoints and metrics ------------------------------------------------------------
+    def has_checkpoint(self, levels: int | Sequence[int]) -> bool:
+        return self.checkpoint_file(levels).is_file()
+
+    def save_checkpoint(self, levels: int | Sequence[int], checkpoint: dict[str, Any]) -> None:
+        atomic_write(self.checkpoint_file(levels), lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(self, levels: int | Sequence[int]) -> dict[str, Any]:
+        """A unit's checkpoint (tensors on the CPU); UserInputError when it cannot be read."""
+        path = self.checkpoint_file(levels)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserInputError(
+                f"corrupt checkpoint {path} ({type(exc).__name__}); move it away to go on from the saved level "
+                f"weights with a new optimiser, or move {path.parent} away to restart"
+            ) from None
+
+    def units_with_metrics(self) -> list[list[int]]:
+        """The units that wrote a ``metrics.csv``, joint units first, then levels in order."""
+        if not self.path.is_dir():
+            return []
+        names = sorted(p.name for p in self.path.iterdir() if (p / METRICS_FILE).is_file())
+        return [levels for levels in map(self.unit_levels, names) if levels is not None]
+
+    def read_metrics(self, levels: int | Sequence[int]) -> list[dict[str, str]]:
+        """A unit's ``metrics.csv`` rows (empty when absent)."""
+        path = self.metrics_file(levels)
+        if not path.is_file():
+            return []
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def metrics_columns(self, levels: int | Sequence[int]) -> list[str] | None:
+        """The header of a unit's ``metrics.csv`` (None when absent or empty)."""
+        path = self.metrics_file(levels)
+        if not path.is_file():
+            return None
+        with open(path, newline="") as fh:
+            return next(csv.reader(fh), None) or None
+
+
+def _levels(levels: int | Sequence[int]) -> list[int]:
+    return [int(levels)] if isinstance(levels, int) else sorted(int(v) for v in levels)

@@ -1,0 +1,82 @@
+"""The training loop: optimiser steps on one unit until a step count or a time budget is reached."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from waveletflow.errors import UserInputError
+from waveletflow.metrics import LN2, bits_per_dim
+from waveletflow.training.sinks import MetricsSink
+from waveletflow.training.unit import TrainUnit
+
+MAX_NONFINITE_LOSSES = 50
+
+
+class Stop:
+    """When training stops: at ``steps`` optimiser steps in total (resumed ones included) or ``budget_s``
+    seconds after this object was made, whichever comes first (None: no limit of that kind)."""
+
+    def __init__(self, steps: int | None = None, budget_s: float | None = None):
+        self.steps, self.budget_s = steps, budget_s
+        self.start = time.perf_counter()
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the start."""
+        return (time.perf_counter() if now is None else now) - self.start
+
+    def left(self, now: float | None = None) -> float | None:
+        """Seconds of the budget left (None without a budget)."""
+        return None if self.budget_s is None else self.budget_s - self.elapsed(now)
+
+    def __call__(self, step: int) -> bool:
+        if self.steps is not None and step >= self.steps:
+            return True
+        return self.budget_s is not None and self.elapsed() >= self.budget_s
+
+
+def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSink) -> None:
+    """Train ``unit`` on ``batches`` until ``stop(unit.step)``: Adam on the NLL in bits/dim plus the model's
+    regulariser, with learning-rate warm-up and gradient clipping.
+
+    A step whose loss or gradient norm is not finite is skipped (more than 50 non-finite losses in a row are an
+    error). Validates every ``eval_every`` steps and at the end, writes metrics every ``log_every`` steps to
+    ``sink``, and checkpoints every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; parameters that
+    became non-finite are never checkpointed: the last checkpoint is restored instead.
+    """
+    opts, model = unit.opts, unit.model
+    skipped, grad_norm, last_checkpoint = 0, float("nan"), time.perf_counter()
+    while not stop(unit.step):
+        lr = unit.set_lr()
+        x = next(batches)
+        nll, reg, nfe = model.objective(unit.levels, x)
+        loss = nll.mean() / (unit.dims * LN2) + reg
+        unit.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            skipped += 1
+            if skipped > MAX_NONFINITE_LOSSES:
+                raise UserInputError(f"{unit.desc}: the loss stayed non-finite; lower --lr (last good checkpoint kept)")
+            continue
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(unit.module.parameters(), opts.grad_clip))
+        if not math.isfinite(grad_norm):
+            skipped += 1
+            unit.optimizer.zero_grad(set_to_none=True)
+            continue
+        unit.optimizer.step()
+        skipped = 0
+        unit.step += 1
+        sink.record(float(bits_per_dim(-nll.detach().mean(), unit.dims, model.n_bits)), x.shape[0])
+        now = time.perf_counter()
+        elapsed = unit.elapsed_before + stop.elapsed(now)
+        val = unit.validate() if unit.step % opts.eval_every == 0 or stop(unit.step) else None
+        if val is not None or unit.step % opts.log_every == 0:
+            unit.train_bpd = sink.log(unit.step, elapsed, lr, grad_norm, nfe, val, stop.left(now))
+        if unit.step % opts.checkpoint_every == 0 or now - last_checkpoint > opts.checkpoint_seconds:
+            if not unit.save(elapsed):
+                unit.restore()
+            last_checkpoint = now

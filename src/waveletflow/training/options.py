@@ -1,0 +1,76 @@
+"""How to train: every training option and its default, written once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from waveletflow.config import Config
+from waveletflow.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class TrainOptions(Config):
+    """How to train (the CLI's ``train`` flags take their defaults from here).
+
+    ``steps`` counts optimiser steps per level (per unit with ``joint``: all the levels asked for, one
+    optimiser on their summed NLL), resumed steps included; ``time_budget`` (s) is for the whole command.
+    The learning rate warms up linearly over ``warmup`` steps; gradients are clipped to norm ``grad_clip``;
+    fresh levels are initialised from ``init_batch`` images (data-dependent ActNorm, Kingma & Dhariwal 2018).
+    A checkpoint is written every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; validation
+    runs every ``eval_every`` steps on ``val_images`` held-out images. ``device`` is ``auto``, ``cpu`` or
+    ``cuda[:N]``. ``curves`` writes ``curves.png`` at the end; ``progress`` shows progress bars (at row
+    ``progress_position``).
+    """
+
+    steps: int | None = None
+    time_budget: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    grad_clip: float = 50.0
+    seed: int = 0
+    device: str = "auto"
+    init_batch: int = 64
+    eval_every: int = 250
+    log_every: int = 25
+    checkpoint_every: int = 250
+    checkpoint_seconds: float = 120.0
+    val_images: int = 500
+    flip: bool = False
+    joint: bool = False
+    curves: bool = True
+    progress: bool = True
+    progress_position: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "init_batch", "eval_every", "log_every", "checkpoint_every", "val_images"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"training option {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("steps", "warmup", "seed", "progress_position"):
+            if (getattr(self, name) or 0) < 0:
+                raise UserInputError(f"training option {name} must not be negative, got {getattr(self, name)}")
+        for name in ("time_budget", "lr", "grad_clip", "checkpoint_seconds"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise UserInputError(f"training option {name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, data, where: str = "training options") -> TrainOptions:
+        """Options from a dict of the ones given (the rest keep their defaults); unknown keys are refused."""
+        return super().from_dict(data, where)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (counted from 0): linear warm-up, then constant."""
+        return self.lr * min(1.0, (step + 1) / max(1, self.warmup))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is available, else ``cpu``; checks the other names."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise UserInputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device

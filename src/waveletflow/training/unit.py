@@ -1,0 +1,198 @@
+"""A unit of training: one optimiser over one level, or over several levels trained together, with its random
+generator, step count and files in the run folder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from waveletflow.data import random_crop, random_flip
+from waveletflow.errors import UserInputError
+from waveletflow.models import FlowModel
+from waveletflow.models.io import load_level_weights, save_level_weights
+from waveletflow.rundir import RunDir
+from waveletflow.training.options import TrainOptions
+
+log = logging.getLogger("waveletflow")
+
+
+class TrainUnit:
+    """Levels trained by one Adam optimiser on their summed NLL (Yu et al. 2020 train each level on its own;
+    several levels together give the bits/dim of the image when they are all of them).
+
+    Each unit has its own generator, seeded from the run's seed and its levels, from which every random draw of
+    its training comes (batch indices, dequantisation noise, flips, crops), so a resumed unit continues exactly
+    where it stopped. Its checkpoint lives in the unit's folder; each level's weights and ``state.json`` in
+    ``level_XX/``.
+
+    Args:
+        model: the whole model; the unit trains ``model.levels[l]`` for ``l`` in ``levels``.
+        levels: one level, or the levels trained together.
+        run: the run folder.
+        opts: the training options.
+        train_images, val_images: uint8 NHWC images (arrays, or anything indexable by an array of ints).
+        data_bits: the bit depth of the images' pixel values.
+    """
+
+    def __init__(self, model: FlowModel, levels: int | list[int], run: RunDir, opts: TrainOptions,
+                 train_images, val_images, data_bits: int):
+        self.levels = [levels] if isinstance(levels, int) else sorted(levels)
+        self.single = self.levels[0] if len(self.levels) == 1 else None  # a one-level unit (crops apply to it)
+        self.model, self.run, self.opts = model, run, opts
+        self.train_images, self.val_images, self.data_bits = train_images, val_images, data_bits
+        self.name = run.unit_name(self.levels)
+        self.desc = f"level {self.single}" if self.single is not None else "levels " + ",".join(map(str, self.levels))
+        if self.single is None:
+            cropped = [v for v in self.levels if model.level_crop(v) is not None]
+            if cropped:
+                raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
+        self.module = (model.levels[self.single] if self.single is not None
+                       else torch.nn.ModuleDict({str(v): model.levels[v] for v in self.levels}))
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=opts.lr)
+        seed_offset = self.single if self.single is not None else 1000 + sum(self.levels)
+        self.generator = torch.Generator().manual_seed(opts.seed * 1009 + seed_offset)
+        self.step, self.elapsed_before = 0, 0.0
+        self.train_bpd: float | None = None  # of the last metrics row
+        self.val_bpd: float | None = None  # of the last validation: the unit's, and each level's own
+        self.levels_val_bpd: list[float] | None = None
+        self.crop = None if self.single is None else model.level_crop(self.single)
+        c, h, w = model.image_shape
+        # dimensions of a training example (a crop of the level's bands for a cropped level)
+        self.dims = sum(model.level_dims[v] for v in self.levels) * ((self.crop**2 / (h * w)) if self.crop else 1.0)
+
+    # ----- start or resume ---------------------------------------------------------------------------
+    def open(self) -> TrainUnit:
+        """Resume from the unit's checkpoint, or start: each level from its saved weights where another unit
+        trained it, from a data-dependent initialisation otherwise."""
+        self.model.train()
+        if self.run.has_checkpoint(self.levels):
+            self._check_not_superseded()
+            ck = self._load_checkpoint()
+            self.generator.set_state(ck["rng"])
+            self.step, self.elapsed_before = int(ck["step"]), float(ck["elapsed_s"])
+        else:
+            self._start()
+        return self
+
+    def _check_not_superseded(self) -> None:
+        """Refuse to resume a unit whose levels were trained further by another unit since its checkpoint
+        (resuming would overwrite the newer weights)."""
+        for level in self.levels:
+            try:
+                state = self.run.read_state(level)
+            except UserInputError:
+                continue
+            writer = (state or {}).get("unit", self.name)
+            if writer != self.name:
+                raise UserInputError(
+                    f"level {level} was trained further in {writer} after {self.name}/"
+                    f"{self.run.checkpoint_file(self.levels).name} was written; move {self.run.unit_dir(self.levels)} "
+                    f"away to continue from the newer weights"
+                )
+
+    def _load_checkpoint(self) -> dict[str, Any]:
+        """Load the unit's weights and optimiser state from its checkpoint; returns the checkpoint."""
+        ck = self.run.load_checkpoint(self.levels)
+        try:
+            self.module.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            ck["rng"], ck["step"], ck["elapsed_s"]  # noqa: B018 - presence check
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserInputError(f"checkpoint {self.run.checkpoint_file(self.levels)} does not fit this model "
+                                 f"({type(exc).__name__})") from None
+        return ck
+
+    def _start(self) -> None:
+        fresh = []
+        for level in self.levels:
+            if self.run.has_weights(level):
+                load_level_weights(self.model, level, self.run.path)
+                log.info("level %d starts from its saved weights (%s)", level, self.run.weights_file(level))
+            else:
+                fresh.append(level)
+        if not fresh:
+            return
+        x = self.draw(self.opts.init_batch)
+        for level in fresh:
+            for m in self.model.levels[level].modules():
+                if hasattr(m, "initialized"):
+                    m.initialized.fill_(False)
+            with torch.no_grad():
+                self.model.level_log_probs(x, levels=[level])  # data-dependent init, layer by layer
+
+    # ----- data ------------------------------------------------------------------------------------
+    def draw(self, n: int) -> Tensor:
+        """A batch of ``min(n, #images)`` training images: indices, dequantisation noise, flips (if asked for),
+        then the level's crop, drawn in this order from the unit's generator."""
+        n_train = len(self.train_images)
+        idx = torch.randint(0, n_train, (min(n, n_train),), generator=self.generator).numpy()
+        x = self.model.prepare(self.train_images[np.sort(idx)], self.generator, self.data_bits)
+        if self.opts.flip:
+            x = random_flip(x, self.generator)
+        if self.crop is not None:
+            x = random_crop(x, self.crop, self.generator)
+        return x
+
+    def batches(self) -> Iterator[Tensor]:
+        """Training batches of ``opts.batch_size``, drawn when asked for."""
+        while True:
+            yield self.draw(self.opts.batch_size)
+
+    def set_lr(self) -> float:
+        """Set the learning rate of the next step; returns it."""
+        lr = self.opts.lr_at(self.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def validate(self) -> float:
+        """Bits/dim of the validation images over the unit's dimensions (the dimension-weighted mean of each
+        level's own bits/dim, fixed dequantisation noise); also kept in ``val_bpd`` and ``levels_val_bpd``."""
+        res = self.model.bits_per_dim(self.val_images, levels=self.levels, data_bits=self.data_bits)
+        dims = [self.model.level_dims[v] for v in self.levels]
+        self.levels_val_bpd = [float(b) for b in res.own]
+        self.val_bpd = sum(b * d for b, d in zip(self.levels_val_bpd, dims)) / sum(dims)
+        return self.val_bpd
+
+    # ----- checkpoints -----------------------------------------------------------------------------
+    def save(self, elapsed_s: float) -> bool:
+        """Write the unit's checkpoint and each level's weights and state atomically; refuses (returns False)
+        when a parameter is not finite. Each level's ``state.json`` names the unit that wrote its weights."""
+        if not all(torch.isfinite(p).all() for p in self.module.parameters()):
+            return False
+        self.run.save_checkpoint(self.levels, {
+            "step": self.step,
+            "elapsed_s": elapsed_s,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.generator.get_state(),
+        })
+        for i, level in enumerate(self.levels):
+            save_level_weights(self.model, level, self.run.path)
+            state = {"step": self.step, "elapsed_s": round(elapsed_s, 2), "unit": self.name,
+                     "train_bpd": self.train_bpd,
+                     "val_bpd": None if self.val_bpd is None else self.levels_val_bpd[i]}
+            if self.single is None:
+                state["unit_val_bpd"] = self.val_bpd
+            self.run.write_state(level, state)
+        return True
+
+    def restore(self) -> None:
+        """Go back to the last checkpoint's weights and optimiser state after the parameters diverged."""
+        if not self.run.has_checkpoint(self.levels):
+            raise UserInputError(f"{self.desc}: parameters became non-finite before the first checkpoint; lower --lr")
+        ck = self._load_checkpoint()
+        log.warning("%s diverged; restored the checkpoint of step %d", self.desc, int(ck["step"]))
+
+    def summary(self, elapsed_s: float) -> dict[str, Any]:
+        """``{level, step, elapsed_s, val_bpd}`` (``level`` a list and ``levels_val_bpd`` for a joint unit)."""
+        out = {"level": self.single if self.single is not None else self.levels, "step": self.step,
+               "elapsed_s": elapsed_s, "val_bpd": self.val_bpd}
+        if self.single is None:
+            out["levels_val_bpd"] = self.levels_val_bpd
+        return out
