@@ -69,6 +69,8 @@ def _add_run_io(p: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from waveletflow.models.base import EVAL_BATCH_SIZE
+
     parser = _Parser(prog="waveletflow", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"waveletflow {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=int, help="evaluate the first N images")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"images per batch (default {EVAL_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
     p.add_argument("--device", default="auto")
     p.add_argument("--image-size", type=int)

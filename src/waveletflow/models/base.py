@@ -25,6 +25,9 @@ from waveletflow.layers.cnf import CNF
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.metrics import level_bits_per_dim
 
+#: images per batch when evaluating (``bits_per_dim``, ``waveletflow evaluate``)
+EVAL_BATCH_SIZE = 256
+
 
 class LevelTerm(NamedTuple):
     """One level's contribution for a batch: ``log_prob`` (N,) nats and the flow's output (latent, statistics)."""
@@ -201,8 +204,9 @@ class FlowModel(nn.Module):
         return x
 
     @torch.no_grad()
-    def bits_per_dim(self, images: np.ndarray | Tensor, levels: Sequence[int] | None = None, batch_size: int = 256,
-                     seed: int = 0, data_bits: int | None = None, solver: SolverConfig | None = None) -> BitsPerDim:
+    def bits_per_dim(self, images: np.ndarray | Tensor, levels: Sequence[int] | None = None,
+                     batch_size: int = EVAL_BATCH_SIZE, seed: int = 0, data_bits: int | None = None,
+                     solver: SolverConfig | None = None) -> BitsPerDim:
         """Bits/dim of uint8 NHWC ``images`` (mean over images), in total and per level (all levels by default).
 
         The one implementation behind ``waveletflow evaluate``, the trainer's validation and the benchmarks.

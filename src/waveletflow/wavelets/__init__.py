@@ -1,4 +1,4 @@
-"""Exact Haar transforms and pyramids under three normalisations (Wavelet Flow, Yu et al. 2020; MRCNF, Voleti et al. 2021)."""
+"""Exact Haar transforms and pyramids under three normalisations (Yu et al. 2020; Voleti et al. 2021)."""
 
 from waveletflow.wavelets.haar import (
     CONVENTIONS,
