@@ -19,7 +19,7 @@ from waveletflow import load
 from waveletflow.config import Config
 from waveletflow.data import ImageDataset, dequantize, to_tensor
 from waveletflow.metrics import bits_per_dim
-from waveletflow.models import build_model, glow_config, waveletflow_config
+from waveletflow.models import build_model, default_config, glow_config, waveletflow_config
 from waveletflow.models.config import GlowConfig, WaveletFlowConfig
 from waveletflow.rundir import RunDir
 from waveletflow.training import TrainOptions, train
@@ -132,12 +132,19 @@ def glow_scales(image_shape) -> int:
     return glow_config(tuple(image_shape)).n_scales
 
 
-def matched_glow_config(image_shape, n_bits: int, target: int) -> GlowConfig:
-    """Our Glow with the number of steps per scale that brings its parameters closest to ``target``."""
+#: the contenders named after Glow: this project's Glow as published (matched to a parameter count by its width,
+#: as published Glow scales its width) and the variant with Wavelet Flow's coupling (matched by steps per scale)
+GLOWS = {"Glow": ("glow", "width", range(8, 1025, 8)), "Glow (residual coupling)": ("glow-residual", "n_steps", range(1, 65))}
+
+
+def matched_glow_config(model_type: str, image_shape, n_bits: int, target: int) -> GlowConfig:
+    """Our Glow of ``model_type`` (``glow`` or ``glow-residual``) with the width or steps per scale (see
+    :data:`GLOWS`) that bring its parameters closest to ``target``."""
+    _, field, values = next(v for v in GLOWS.values() if v[0] == model_type)
     best = None
-    for k in range(1, 65):
-        cfg = glow_config(tuple(image_shape), n_bits, n_steps=k)
-        p = count_params(build_model("glow", cfg))
+    for value in values:
+        cfg = default_config(model_type, tuple(image_shape), n_bits, {field: value})
+        p = count_params(build_model(model_type, cfg))
         if best is None or abs(p - target) < abs(best[1] - target):
             best = (cfg, p)
         if p > target:

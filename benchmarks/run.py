@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.contenders import (
-    NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden, waveletflow_default,
+    GLOWS, NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden,
+    waveletflow_default,
 )
 from waveletflow.data import load_dataset
-from waveletflow.models import build_model, glow_config, waveletflow_config
+from waveletflow.models import build_model, default_config, waveletflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -60,15 +61,16 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     shape = data.image_shape
     wf_cfg = waveletflow_default(shape, 8)
     target = count_params(build_model("waveletflow", wf_cfg))
-    glow_cfg = matched_glow_config(shape, 8, target)
-    nf_scales, nf_steps = glow_scales(shape), glow_cfg.n_steps
+    glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target) for name, (model_type, _, _) in GLOWS.items()}
+    nf_scales, nf_steps = glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
     hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
     runs = out / "runs" / name
     shutil.rmtree(runs, ignore_errors=True)
     contenders = [
         Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
              wf_parallel),
-        Ours("Glow (waveletflow)", "glow", glow_cfg, runs / "glow", data, str(path), device, batch_size),
+        *(Ours(name, model_type, glow_cfgs[name], runs / model_type, data, str(path), device, batch_size)
+          for name, (model_type, _, _) in GLOWS.items()),
     ]
     try:
         contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size))
@@ -134,7 +136,8 @@ def models_for(size: int, contenders: list[str]) -> dict:
     wf = build_model("waveletflow", wf_cfg)
     out = {"Wavelet Flow": wf}
     if "glow" in contenders:
-        out["Glow (waveletflow)"] = build_model("glow", glow_config(shape, 8))
+        for name, (model_type, _, _) in GLOWS.items():
+            out[name] = build_model(model_type, default_config(model_type, shape, 8))
     if "normflows" in contenders:
         try:
             from benchmarks.contenders import normflows_glow
@@ -195,8 +198,10 @@ shape = (3, size, size)
 if what == "glow":
     model = build_model("glow", glow_config(shape, 8)).to(device)
     fn = lambda v: -model.log_prob(v)
-else:
-    model = build_model("waveletflow", waveletflow_config(shape, 8)).to(device)
+else:  # with a crop, the level as configured for patch-wise training
+    cfg = waveletflow_config(shape, 8)
+    levels = [{**lc.to_dict(), "crop": crop or None} if i == level else lc.to_dict() for i, lc in enumerate(cfg.levels)]
+    model = build_model("waveletflow", waveletflow_config(shape, 8, levels=levels)).to(device)
     fn = lambda v: model.objective([level], v).nll
 side = crop or size
 x = torch.rand(batch, 3, side, side, device=device)
@@ -212,7 +217,7 @@ def sample():  # the CPU allocator keeps no peak statistic: sample the resident 
 if device == "cuda":
     torch.cuda.reset_peak_memory_stats(); start = torch.cuda.memory_allocated()
 else:
-    base = rss(); t = threading.Thread(target=sample); t.start()
+    base = rss(); t = threading.Thread(target=sample, daemon=True); t.start()
 try:
     fn(x).mean().backward()
     if device == "cuda":

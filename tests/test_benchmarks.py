@@ -17,14 +17,15 @@ def test_benchmark_produces_every_figure(tmp_path):
                  "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     (ttq,) = res["time_to_quality"]
-    assert [m["name"] for m in ttq["models"]] == ["Wavelet Flow", "Glow (waveletflow)", "normflows Glow"]
+    glows = ["Glow", "Glow (residual coupling)"]
+    assert [m["name"] for m in ttq["models"]] == ["Wavelet Flow", *glows, "normflows Glow"]
     for m in ttq["models"]:
         assert 0.85 <= m["param_ratio"] <= 1.15  # matched parameter counts
         assert len(m["curve"]) == 1 and m["curve"][0]["test_bpd"] > 0
-    assert len(ttq["speedups"]) == 2
-    assert {r["model"] for r in res["throughput"]} == {"Wavelet Flow", "Glow (waveletflow)", "normflows Glow"}
+    assert len(ttq["speedups"]) == 3
+    assert {r["model"] for r in res["throughput"]} == {"Wavelet Flow", *glows, "normflows Glow"}
     assert all(r["images_per_s"] > 0 for r in res["throughput"])
     assert res["memory"][0]["wavelet_flow_max_level_mb"] is not None and res["memory"][0]["glow_mb"] is not None
-    assert len(res["sampling"]) == 3 and all(r["seconds"] > 0 for r in res["sampling"])
+    assert len(res["sampling"]) == 4 and all(r["seconds"] > 0 for r in res["sampling"])
     assert (tmp_path / "time_to_quality_mnist.png").stat().st_size > 1000
     assert "Time to quality" in (tmp_path / "results.md").read_text()

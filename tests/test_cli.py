@@ -102,6 +102,7 @@ def test_pyramid_png(tmp_path, capsys):
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--joint", "--parallel", "2"], "--joint"),
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--config", "{tmp}/typo.json"], "'widht'"),
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--model", "glow", "--preset", "8x8"], "preset"),
+    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--config", "{tmp}/bits.json"], "n_bits"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     np.savez(tmp_path / "nokeys.npz", images=np.zeros((2, 4, 4, 1), np.uint8))
@@ -109,6 +110,7 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "bad.json").write_text("{oops")
     (tmp_path / "glow3.json").write_text('{"n_scales": 3}')
     (tmp_path / "typo.json").write_text('{"levels": [{}, {"widht": 8}, {}, {}]}')
+    (tmp_path / "bits.json").write_text('{"n_bits": "x"}')
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     try:
         code = main(argv)

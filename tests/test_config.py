@@ -233,3 +233,20 @@ def test_upgrade_refuses_newer_or_unreadable_meta(meta, expected):
     with pytest.raises(UserInputError) as exc:
         upgrade_model_meta(meta)
     assert expected in one_line(exc)
+
+
+def test_keys_of_the_first_format_get_a_pointer_to_the_new_ones():
+    with pytest.raises(UserInputError, match=r"levels\[0\]"):
+        waveletflow_config((1, 8, 8), base={"n_steps": 2})
+    with pytest.raises(UserInputError, match="n_scales"):
+        glow_config((1, 8, 8), n_levels=2)
+
+
+def test_a_format_one_run_drops_the_keys_that_format_ignored(caplog):
+    meta = {"model_type": "waveletflow", "config": {"image_shape": [1, 8, 8], "hidden": [8],
+                                                   "base": {"n_levels": 1}, "levels": [{"widht": 3}, {}, {}]}}
+    with caplog.at_level("INFO", logger="waveletflow"):
+        config = upgrade_model_meta(meta)["config"]
+    assert "hidden" not in config and config["levels"][1] == {} and config["levels"][0] == {"n_scales": 1}
+    assert "hidden" in caplog.text and "levels[1].widht" in caplog.text
+    WaveletFlowConfig.from_dict(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError
 from typing import NamedTuple
@@ -51,6 +52,8 @@ FLOWS = {
     "coupling-checkerboard": Case(lambda: AffineCoupling(1, 0, 8, 1, "affine", mask="checkerboard"), (1, 4, 3)),
     "coupling-cond-affine": Case(lambda: AffineCoupling(3, 2, 8, 1, "affine"), (3, 3, 3), 2),
     "coupling-cond-glow": Case(lambda: AffineCoupling(3, 1, 8, 1, "glow", parity=1), (3, 3, 3), 1),
+    "coupling-published-glow": Case(lambda: AffineCoupling(4, 0, 8, 0, "glow", net="glow"), (4, 3, 3)),
+    "coupling-cond-published-glow": Case(lambda: AffineCoupling(3, 2, 8, 0, "glow", parity=1, net="glow"), (3, 3, 3), 2),
     "coupling-cond-checkerboard": Case(
         lambda: AffineCoupling(1, 1, 8, 1, "affine", mask="checkerboard", parity=1), (1, 3, 3), 1
     ),
@@ -70,6 +73,9 @@ FLOWS = {
     "glow-multiscale": Case(lambda: MultiScaleGlow((1, 4, 4), n_scales=2, n_steps=2, width=8), (1, 4, 4)),
     "glow-multiscale-rgb": Case(
         lambda: MultiScaleGlow((3, 4, 4), n_scales=2, n_steps=1, width=8, coupling="glow", lu=False), (3, 4, 4)
+    ),
+    "glow-multiscale-published": Case(
+        lambda: MultiScaleGlow((1, 4, 4), n_scales=2, n_steps=2, width=8, coupling="glow", net="glow"), (1, 4, 4)
     ),
 }
 ROUND_TRIPS = [
@@ -196,7 +202,7 @@ def test_sequential_refuses_mismatched_layers():
 
 def test_solver_config_validates_and_is_frozen():
     with pytest.raises(ValueError, match="unknown ODE solver"):
-        SolverConfig("rk45")
+        SolverConfig("rk45", 1e-3, 1e-3)
     with pytest.raises(ValueError, match="tolerance must be positive"):
         SolverConfig("dopri5", -1.0, 1e-3)
     with pytest.raises(FrozenInstanceError):
@@ -250,3 +256,23 @@ def test_inverse_without_jacobian_gives_the_same_point(name):
     fast = flow.inverse_transform(y, cond, jac=False)
     assert fast.logdet is None and fast.nfe <= full.nfe
     assert (fast.z - full.z).abs().max() < 1e-7
+
+
+def test_published_glow_coupling_network():
+    """Glow's network: 3×3 conv → ActNorm → ReLU → 1×1 conv → ActNorm → ReLU → zero 3×3 conv, no conv biases."""
+    from waveletflow.layers import GlowCouplingNet
+
+    c = AffineCoupling(4, 0, 16, 0, "glow", net="glow")
+    assert isinstance(c.net, GlowCouplingNet)
+    convs = [m for m in c.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.kernel_size for m in convs] == [(3, 3), (1, 1), (3, 3)]
+    assert convs[0].bias is None and convs[1].bias is None
+    x = torch.randn(8, 4, 5, 5) * 3 + 1
+    y, logdet = c(x)  # the new network outputs zeros: y2 = x2·sigmoid(2); its ActNorms initialise from this batch
+    assert torch.equal(c.net(x[:, :2]), torch.zeros(8, 4, 5, 5))
+    assert torch.equal(y[:, :2], x[:, :2]) and torch.allclose(y[:, 2:], x[:, 2:] * torch.sigmoid(torch.tensor(2.0)))
+    assert torch.allclose(logdet, torch.full((8,), 2 * 25 * math.log(torch.sigmoid(torch.tensor(2.0)))))
+    h = c.net.norm1(c.net.conv1(x[:, :2]))[0].detach()
+    assert abs(float(h.mean())) < 1e-5 and abs(float(h.std(unbiased=False)) - 1) < 1e-3
+    with pytest.raises(ValueError, match="coupling network"):
+        AffineCoupling(4, net="resnet")

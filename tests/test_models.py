@@ -194,7 +194,8 @@ def test_runs_of_the_first_format_load_and_newer_ones_are_refused(tmp_path):
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     cfg = meta["config"]
     base = {**cfg["levels"][0], "n_levels": cfg["levels"][0].pop("n_scales")}
-    old = {"model_type": "waveletflow", "config": {**cfg, "base": base, "levels": cfg["levels"][1:]}}
+    old = {"model_type": "waveletflow",  # format 1 ignored keys it did not know, such as another model's
+           "config": {**cfg, "base": base, "levels": cfg["levels"][1:], "hidden": [8]}}
     (tmp_path / "m" / "model.json").write_text(json.dumps(old))  # as written before format versions
     x = torch.rand(3, *model.image_shape)
     assert torch.allclose(load(tmp_path / "m").log_prob(x), model.log_prob(x), atol=1e-5)

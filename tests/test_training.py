@@ -278,3 +278,43 @@ def test_run_dir_names_every_file(tmp_path):
     assert run.units_with_metrics() == [[1, 2], [0]]
     assert run.read_metrics([1, 2]) == [{"step": "1", "train_bpd": "2.5"}]
     assert run.metrics_columns(0) == ["step", "train_bpd"]
+
+
+# ----- the training recipe: Polyak averaging, Adamax, decay -------------------------------------------
+def test_polyak_weights_are_what_evaluate_and_sample_use_and_what_resume_restores(tmp_path):
+    from safetensors.torch import load_file
+
+    data = load_dataset("digits")
+    o = opts(steps=6, ema=0.9)
+    train(tmp_path / "a", "digits", "waveletflow", "3", 1, o, dict(TINY_WF), data=data)
+    ck = torch.load(tmp_path / "a" / "level_03" / "checkpoint.pt", weights_only=True)
+    saved = load_file(str(tmp_path / "a" / "level_03" / "weights.safetensors"))
+    loaded = load(tmp_path / "a", allow_untrained=True).levels[3].state_dict()
+    for name, avg in ck["average"].items():
+        assert torch.equal(saved[name], avg) and torch.equal(loaded[name], avg), name
+    assert any(not torch.equal(ck["model"][n], ck["average"][n]) for n in ck["average"])  # not the raw weights
+    # interrupted at 3 and resumed: the same raw weights and the same average as 6 steps in one go
+    train(tmp_path / "b", "digits", "waveletflow", "3", 1, opts(steps=3, ema=0.9), dict(TINY_WF), data=data)
+    train(tmp_path / "b", "digits", None, "3", 1, o, data=data)
+    ck_b = torch.load(tmp_path / "b" / "level_03" / "checkpoint.pt", weights_only=True)
+    for key in ("model", "average"):
+        for name in ck[key]:
+            assert torch.equal(ck[key][name], ck_b[key][name]), (key, name)
+
+
+def test_adamax_decay_and_their_checks(tmp_path):
+    o = TrainOptions(lr=1e-3, warmup=1, decay=0.2)
+    assert o.lr_at(10, 0.0) == 1e-3 and abs(o.lr_at(10, 0.9) - 0.5e-3) < 1e-12 and o.lr_at(10, 1.0) == 0.0
+    assert TrainOptions(lr=1e-3, warmup=1).lr_at(10, 1.0) == 1e-3  # no decay unless asked for
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainOptions(optimizer="sgd")
+    with pytest.raises(ValueError, match="ema"):
+        TrainOptions(ema=1.0)
+    data = load_dataset("digits")
+    res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, optimizer="adamax", decay=0.5),
+                dict(TINY_WF), data=data)
+    assert res[0]["step"] == 4
+    ck = torch.load(tmp_path / "r" / "level_02" / "checkpoint.pt", weights_only=True)
+    assert "average" not in ck and all("exp_inf" in s for s in ck["optimizer"]["state"].values())  # Adamax's state
+    rows = (tmp_path / "r" / "level_02" / "metrics.csv").read_text().splitlines()
+    assert float(rows[-1].split(",")[5]) < 1e-3 * 0.6  # the learning rate decayed towards the end

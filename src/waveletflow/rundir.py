@@ -5,6 +5,7 @@ Layout::
     model.json                 the model (type and config)
     run.json                   the data and its split: {data, data_bits, val_size, seed}
     curves.png                 training curves
+    evaluation.json, samples.png, super_resolution.png    written by ``waveletflow demo``
     level_XX/                  one per level
         weights.safetensors    the level's weights
         state.json             {step, elapsed_s, unit, train_bpd, val_bpd[, unit_val_bpd]}
@@ -33,6 +34,9 @@ from waveletflow.errors import UserInputError
 MODEL_FILE = "model.json"
 RUN_FILE = "run.json"
 CURVES_FILE = "curves.png"
+EVALUATION_FILE = "evaluation.json"
+SAMPLES_FILE = "samples.png"
+SUPER_RESOLUTION_FILE = "super_resolution.png"
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "state.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -107,6 +111,19 @@ class RunDir:
     @property
     def curves_file(self) -> Path:
         return self.path / CURVES_FILE
+
+    @property
+    def evaluation_file(self) -> Path:
+        """The demo's test bits/dim (``BitsPerDim.to_dict`` as JSON)."""
+        return self.path / EVALUATION_FILE
+
+    @property
+    def samples_file(self) -> Path:
+        return self.path / SAMPLES_FILE
+
+    @property
+    def super_resolution_file(self) -> Path:
+        return self.path / SUPER_RESOLUTION_FILE
 
     def level_dir(self, level: int) -> Path:
         """``level_XX/``: the weights and state of one level."""

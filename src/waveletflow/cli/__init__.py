@@ -23,12 +23,13 @@ def _train_default(name: str):
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from waveletflow.models import MODEL_TYPES, PRESETS
+    from waveletflow.models import DEFAULT_MODEL_TYPE, MODEL_TYPES, PRESETS
 
     d = _train_default
     p.add_argument("--data", required=True, help="digits, mnist, fashion-mnist, cifar10, an .npz file or an image folder")
     p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
-    p.add_argument("--model", choices=list(MODEL_TYPES), default=None, help="model type (default waveletflow)")
+    p.add_argument("--model", choices=list(MODEL_TYPES), default=None,
+                   help="; ".join(f"{t.name}: {t.summary}" for t in MODEL_TYPES.values()) + f" (default {DEFAULT_MODEL_TYPE})")
     p.add_argument("--level", default="all", help="'all' or level numbers, e.g. 2 or 0,3")
     p.add_argument("--parallel", type=int, default=1, help="train levels in this many processes sharing the cores")
     p.add_argument("--joint", action="store_true", default=None,
@@ -39,6 +40,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help=f"images per step (default {d('batch_size')})")
     p.add_argument("--lr", type=float, help=f"learning rate (default {d('lr')})")
     p.add_argument("--warmup", type=int, help=f"linear learning-rate warm-up steps (default {d('warmup')})")
+    p.add_argument("--optimizer", choices=["adam", "adamax"], help=f"the optimiser (default {d('optimizer')})")
+    p.add_argument("--ema", type=float, help="Polyak averaging of the weights with this decay, e.g. 0.999; evaluate, "
+                                             f"sample and validation use the average (default {d('ema')}: off)")
+    p.add_argument("--decay", type=float, help="decay the learning rate linearly to 0 over this final fraction of the "
+                                               f"budget, e.g. 0.2 (default {d('decay')}: none)")
     p.add_argument("--seed", type=int, help=f"seed of the model and the data order (default {d('seed')})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d('device')})")
     p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")

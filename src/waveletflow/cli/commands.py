@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 from waveletflow.errors import UserInputError
+from waveletflow.rundir import RunDir
 
 #: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
-_OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "eval_every", "joint")
+_OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "eval_every", "joint",
+                 "optimizer", "ema", "decay")
 
 
 def _temperature(text: str):
@@ -34,10 +36,9 @@ def _load(a):
         return model, None
     if not model.continuous:
         raise UserInputError(f"--ode-solver and --ode-tol apply to continuous models (mrcnf), not {model.model_type}")
-    if a.ode_tol is not None and not a.ode_tol > 0:
-        raise UserInputError(f"the ODE tolerance must be positive, got {a.ode_tol}")
     s = model.config.eval_solver
-    return model, replace(s, method=a.ode_solver or s.method, atol=a.ode_tol or s.atol, rtol=a.ode_tol or s.rtol)
+    tol = {} if a.ode_tol is None else {"atol": a.ode_tol, "rtol": a.ode_tol}
+    return model, replace(s, method=a.ode_solver or s.method, **tol)  # checked by SolverConfig
 
 
 def _read_overrides(path: str | None) -> dict:
@@ -165,7 +166,6 @@ def cmd_super_resolve(a) -> int:
 
 def cmd_info(a) -> int:
     from waveletflow.models import load
-    from waveletflow.rundir import RunDir
 
     model = load(a.run, allow_untrained=True)
     run = RunDir(a.run)
@@ -199,7 +199,7 @@ def _state_text(lv: dict) -> str:
         return "trained (no state.json)" if lv["trained"] else "not trained"
     val = st.get("val_bpd")
     text = f"step {st['step']}, {st['elapsed_s']:.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
-    if str(st.get("unit", "")).startswith("joint_"):
+    if len(RunDir.unit_levels(str(st.get("unit", ""))) or []) > 1:
         text += f" (trained in {st['unit']})"
     return text + ("" if lv.get("crop") is None else f"; trains on {lv['crop']}x{lv['crop']} crops")
 

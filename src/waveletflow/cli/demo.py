@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from waveletflow.cli.commands import display_max, save_samples
+from waveletflow.rundir import RunDir, write_json_atomic
 
 
 def cmd_pyramid(a) -> int:
@@ -49,25 +49,26 @@ def cmd_demo(a) -> int:
     from waveletflow.wavelets import haar
 
     out = Path(a.out)
+    run = RunDir(out)
     data = load_dataset(a.data)
     opts = TrainOptions(time_budget=a.time_budget, device=resolve_device(a.device), progress=not a.quiet, eval_every=200)
     print(f"training a Wavelet Flow on {a.data} for {a.time_budget:.0f} s into {out}")
     train(out, a.data, "waveletflow", "all", 1, opts, data=data)
     model = load(out, opts.device)
     res = model.bits_per_dim(data.x_test, data_bits=data.n_bits)
-    (out / "evaluation.json").write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+    write_json_atomic(run.evaluation_file, res.to_dict())
     names = model.level_names()
     print(f"test bits/dim ({res.images} images): {res.bits_per_dim:.4f}")
     for i, b in enumerate(res.levels):
         print(f"  level {i} ({names[i]}): {b:.4f}")
     gen = torch.Generator().manual_seed(0)
-    save_samples(model, model.to_uint8(model.sample(64, 1.0, generator=gen)), str(out / "samples.png"))
+    save_samples(model, model.to_uint8(model.sample(64, 1.0, generator=gen)), str(run.samples_file))
     # super-resolution: 2×2 block averages of test digits → full size, three draws each
     real = data.x_test[:8]
     low = haar(to_tensor(real).double(), "average")[0]
     low = low.round().clamp(0, 2**model.n_bits - 1).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     draws = [model.super_resolve(low, 1.0, generator=gen) for _ in range(3)]
     grid = np.concatenate([low.repeat(2, axis=1).repeat(2, axis=2), *draws, real])
-    save_png(out / "super_resolution.png", image_grid(to_display(grid, display_max(model)), ncols=8, scale=8))
-    print(f"wrote {out}/samples.png, {out}/super_resolution.png (rows: input, 3 draws, original), {out}/curves.png")
+    save_png(run.super_resolution_file, image_grid(to_display(grid, display_max(model)), ncols=8, scale=8))
+    print(f"wrote {run.samples_file}, {run.super_resolution_file} (rows: input, 3 draws, original), {run.curves_file}")
     return 0

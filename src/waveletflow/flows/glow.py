@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -31,13 +32,15 @@ class FlowStep(Sequential):
         coupling: str = "affine",
         lu: bool = True,
         parity: int = 0,
+        net: str = "residual",
     ):
         mask = "channel" if num_channels > 1 else "checkerboard"
         super().__init__(
             [
                 ActNorm(num_channels),
                 InvConv1x1(num_channels, lu=lu),
-                AffineCoupling(num_channels, cond_channels, width, n_blocks, coupling, mask=mask, parity=parity),
+                AffineCoupling(num_channels, cond_channels, width, n_blocks, coupling, mask=mask, parity=parity,
+                               net=net),
             ]
         )
 
@@ -51,6 +54,7 @@ def flow_stack(
     coupling: str = "affine",
     lu: bool = True,
     final_actnorm: bool = True,
+    net: str = "residual",
 ) -> Sequential:
     """K flow steps followed by a final ActNorm (the conditional Glow of one Wavelet Flow level, Yu et al. 2020).
 
@@ -59,7 +63,7 @@ def flow_stack(
     if n_steps < 1:
         raise UserInputError(f"a flow needs at least one step, got {n_steps}")
     layers: list[InvertibleLayer] = [
-        FlowStep(num_channels, cond_channels, width, n_blocks, coupling, lu, parity=k) for k in range(n_steps)
+        FlowStep(num_channels, cond_channels, width, n_blocks, coupling, lu, parity=k, net=net) for k in range(n_steps)
     ]
     if final_actnorm:
         layers.append(ActNorm(num_channels))
@@ -72,7 +76,8 @@ class MultiScaleGlow(InvertibleLayer):
     ``n_scales`` times: squeeze (when ``squeeze``) → K steps → split with a learned prior (all but the last
     scale). ``forward(x) -> (z, logdet)`` with ``z`` (N, C·H·W) standard normal under the model, so
     ``log p(x) = standard_normal_logp(z) + logdet``. Without squeezing (``squeeze=False``), a single scale
-    of K steps models images of any size, e.g. a 7×7 Wavelet Flow base (Yu et al. 2020).
+    of K steps models images of any size, e.g. a 7×7 Wavelet Flow base (Yu et al. 2020). ``net`` picks the
+    coupling network (``residual`` or ``glow``, see :class:`~waveletflow.layers.AffineCoupling`).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class MultiScaleGlow(InvertibleLayer):
         coupling: str = "affine",
         lu: bool = True,
         squeeze: bool = True,
+        net: str = "residual",
     ):
         super().__init__()
         c, h, w = (int(v) for v in image_shape)
@@ -109,7 +115,7 @@ class MultiScaleGlow(InvertibleLayer):
                     )
                 layers.append(Squeeze(c))
                 c, h, w = 4 * c, h // 2, w // 2
-            layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False))
+            layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False, net=net))
             self.stages.append(Sequential(layers))
             if scale < n_scales - 1:
                 split = SplitPrior(c)
@@ -152,12 +158,15 @@ class MultiScaleGlow(InvertibleLayer):
 
 
 @torch.no_grad()
-def data_dependent_init(flow: nn.Module, x: Tensor, cond: Tensor | None = None) -> None:
-    """(Re-)initialise every ActNorm of ``flow`` from the batch ``x``, layer by layer, in one forward pass."""
+def data_dependent_init(flow: nn.Module, x: Tensor, cond: Tensor | None = None,
+                        run: Callable[[], object] | None = None) -> None:
+    """(Re-)initialise every ActNorm of ``flow`` from the batch ``x``, layer by layer, in one forward pass
+    (Kingma & Dhariwal 2018, §3.1); ``run`` is that pass when it is not ``flow(x, cond)`` (e.g. a model computing
+    the terms of the levels that ``flow`` holds)."""
     was_training = flow.training
     for m in flow.modules():
         if isinstance(m, ActNorm):
             m.initialized.fill_(False)
     flow.train()
-    flow(x, cond)
+    run() if run is not None else flow(x, cond)
     flow.train(was_training)

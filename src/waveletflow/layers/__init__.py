@@ -6,7 +6,7 @@ from waveletflow.layers.actnorm import ActNorm
 from waveletflow.layers.base import FlowOutput, InvertibleLayer, Sequential, Shape
 from waveletflow.layers.cnf import CNF, LogitTransform
 from waveletflow.layers.conv1x1 import InvConv1x1
-from waveletflow.layers.coupling import COUPLINGS, AffineCoupling, CouplingNet, ZeroConv2d
+from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS, AffineCoupling, CouplingNet, GlowCouplingNet, ZeroConv2d
 from waveletflow.layers.haar import HaarStep
 from waveletflow.layers.reshape import Squeeze
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SOLVERS, SolverConfig
@@ -14,6 +14,8 @@ from waveletflow.layers.split import SplitPrior
 
 __all__ = [
     "COUPLINGS",
+    "COUPLING_NETS",
+    "GlowCouplingNet",
     "CNF",
     "DEFAULT_EVAL_SOLVER",
     "DEFAULT_TRAIN_SOLVER",

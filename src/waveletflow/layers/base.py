@@ -25,7 +25,7 @@ class FlowOutput(NamedTuple):
     """
 
     z: Tensor
-    logdet: Tensor
+    logdet: Tensor | None
     kinetic: Tensor | None = None
     jacobian: Tensor | None = None
     nfe: int = 0

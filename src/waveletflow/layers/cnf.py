@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
 from waveletflow.layers.base import FlowOutput, InvertibleLayer, conv_shape
-from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SOLVERS, SolverConfig
+from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
+
 
 class LogitTransform(InvertibleLayer):
     """``y = logit(α + (1 − 2α)·x)`` for x in [0, 1): maps pixels onto the real line (Dinh et al. 2017)."""

@@ -8,10 +8,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
+from waveletflow.layers.actnorm import ActNorm
 from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 #: coupling types: Wavelet Flow's bounded scale, Glow's sigmoid scale, and additive (volume preserving)
 COUPLINGS = ("affine", "glow", "additive")
+#: coupling networks: Wavelet Flow's residual network, and Glow's network as published
+COUPLING_NETS = ("residual", "glow")
 
 
 class ZeroConv2d(nn.Module):
@@ -48,6 +51,25 @@ class CouplingNet(nn.Module):
         return self.out(h)
 
 
+class GlowCouplingNet(nn.Module):
+    """Glow's coupling network as published (Kingma & Dhariwal 2018, §3.3 and the released code): 3×3 conv →
+    ActNorm → ReLU → 1×1 conv → ActNorm → ReLU → zero-initialised 3×3 conv (convolutions without bias, the
+    ActNorms initialised from data); ``n_blocks`` is not used."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 512, n_blocks: int = 0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.norm1 = ActNorm(width)
+        self.conv2 = nn.Conv2d(width, width, 1, bias=False)
+        self.norm2 = ActNorm(width)
+        self.out = ZeroConv2d(width, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.norm1(self.conv1(x))[0])
+        h = F.relu(self.norm2(self.conv2(h))[0])
+        return self.out(h)
+
+
 class AffineCoupling(InvertibleLayer):
     """Coupling layer: one part of ``x`` (plus the conditioning image) predicts a shift and scale for the rest.
 
@@ -58,6 +80,8 @@ class AffineCoupling(InvertibleLayer):
             ``y2 = (x2 + t)·sigmoid(s + 2)`` (Glow), ``additive`` — ``y2 = x2 + t``.
         mask: ``channel`` splits channels at ``C // 2``; ``checkerboard`` conditions on alternate pixels
             (needed when C = 1); ``parity`` picks which half is transformed.
+        net: the network predicting shift and scale: ``residual`` (:class:`CouplingNet`, Wavelet Flow) or
+            ``glow`` (:class:`GlowCouplingNet`, Glow as published).
     """
 
     def __init__(
@@ -69,8 +93,11 @@ class AffineCoupling(InvertibleLayer):
         coupling: str = "affine",
         mask: str = "channel",
         parity: int = 0,
+        net: str = "residual",
     ):
         super().__init__()
+        if net not in COUPLING_NETS:
+            raise UserInputError(f"unknown coupling network {net!r}; choose one of {', '.join(COUPLING_NETS)}")
         if coupling not in COUPLINGS:
             raise UserInputError(f"unknown coupling {coupling!r}; choose one of {', '.join(COUPLINGS)}")
         if mask not in ("channel", "checkerboard"):
@@ -91,7 +118,7 @@ class AffineCoupling(InvertibleLayer):
             self.n_out_part = num_channels
             net_in = num_channels + 1 + cond_channels  # masked x and the mask itself
         factor = 1 if coupling == "additive" else 2
-        self.net = CouplingNet(net_in, factor * self.n_out_part, width, n_blocks)
+        self.net = (CouplingNet if net == "residual" else GlowCouplingNet)(net_in, factor * self.n_out_part, width, n_blocks)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.parity:

@@ -13,11 +13,12 @@ SOLVERS = ("dopri5", "bosh3", "rk4", "euler", "midpoint", "adaptive_heun", "dopr
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """A torchdiffeq solver: ``method`` (one of :data:`SOLVERS`) and positive tolerances."""
+    """A torchdiffeq solver: ``method`` (one of :data:`SOLVERS`) and positive tolerances (all three required: the
+    defaults are :data:`DEFAULT_TRAIN_SOLVER` and :data:`DEFAULT_EVAL_SOLVER`)."""
 
-    method: str = "dopri5"
-    atol: float = 1e-3
-    rtol: float = 1e-3
+    method: str
+    atol: float
+    rtol: float
 
     def __post_init__(self) -> None:
         if self.method not in SOLVERS:

@@ -5,11 +5,12 @@ from waveletflow.models.config import PRESETS, glow_config, mrcnf_config, wavele
 from waveletflow.models.glow import Glow
 from waveletflow.models.io import load, read_model_meta, save, write_model_meta
 from waveletflow.models.mrcnf import mrcnf
-from waveletflow.models.registry import MODEL_TYPES, build_model, default_config, model_type
+from waveletflow.models.registry import DEFAULT_MODEL_TYPE, MODEL_TYPES, build_model, default_config, model_type
 from waveletflow.models.wavelet import WaveletModel
 from waveletflow.models.waveletflow import wavelet_flow
 
 __all__ = [
+    "DEFAULT_MODEL_TYPE",
     "MODEL_TYPES",
     "PRESETS",
     "BitsPerDim",

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from waveletflow.data import dequantize, quantize, reduce_bits, to_tensor
 from waveletflow.errors import UserInputError
-from waveletflow.flows import standard_normal_logp
+from waveletflow.flows import data_dependent_init, standard_normal_logp
 from waveletflow.layers import FlowOutput
 from waveletflow.layers.cnf import CNF
 from waveletflow.layers.solver import SolverConfig
@@ -59,6 +59,7 @@ class BitsPerDim:
     nfe: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able: the total, one row per evaluated level, and the number of images."""
         rows = []
         for i, (level, b, own) in enumerate(zip(self.level_ids, self.levels, self.own)):
             row = {"level": level, "bits_per_dim": b, "own_bits_per_dim": own}
@@ -99,6 +100,7 @@ class FlowModel(nn.Module):
         raise NotImplementedError
 
     def level_names(self) -> list[str]:
+        """A short description of each level (for ``info``, ``evaluate`` and the curves)."""
         return [f"level {i}" for i in range(len(self.levels))]
 
     def level_crop(self, level: int) -> int | None:
@@ -115,6 +117,7 @@ class FlowModel(nn.Module):
 
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> np.ndarray:
+        """Full-size uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels only)."""
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
     # ----- derived from _level_terms -------------------------------------------------------------
@@ -131,6 +134,7 @@ class FlowModel(nn.Module):
         """(N, L) nats of ``levels`` (all by default) for images ``x`` (N, C, H, W) in [0, 1); over all levels
         the sum is ``log p(x)``."""
         levels = self._levels(levels)
+        self._check_batch(x, levels)
         terms = self._level_terms(x, levels, solver)
         return torch.stack([terms[v].log_prob for v in levels], dim=1)
 
@@ -142,7 +146,9 @@ class FlowModel(nn.Module):
     def objective(self, levels: Sequence[int], x: Tensor, solver: SolverConfig | None = None) -> Objective:
         """What the trainer minimises for ``levels`` trained together: their summed NLL (N,) nats, the penalties
         of their continuous flows, and the function evaluations this took."""
-        terms = self._level_terms(x, self._levels(levels), solver).values()
+        levels = self._levels(levels)
+        self._check_batch(x, levels)
+        terms = self._level_terms(x, levels, solver).values()
         nll = -sum(t.log_prob for t in terms)
         reg = x.new_zeros(())
         for t in terms:
@@ -151,11 +157,25 @@ class FlowModel(nn.Module):
                     reg = reg + weight * value.mean()
         return Objective(nll, reg, sum(t.out.nfe for t in terms) if self.continuous else None)
 
+    def initialize(self, levels: Sequence[int], x: Tensor) -> None:
+        """Data-dependent initialisation of every ActNorm of ``levels`` from images ``x`` (whole images, or crops
+        of one cropped level), layer by layer in one pass."""
+        levels = self._levels(levels)
+        flows = nn.ModuleList([self.levels[v] for v in levels])
+        data_dependent_init(flows, x, run=lambda: self.level_log_probs(x, levels))
+
     def encode(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
         """(N, D) flat latent, standard normal under the model."""
         self._check_images(x)
         terms = self._level_terms(x, self._levels(None), solver)
         return torch.cat([terms[v].out.z.reshape(x.shape[0], -1) for v in sorted(terms)], dim=1)
+
+    def _check_batch(self, x: Tensor, levels: list[int]) -> None:
+        """Whole images, or for one cropped level, crops of the size it trains on."""
+        crop = self.level_crop(levels[0]) if len(levels) == 1 else None
+        if crop is not None and x.dim() == 4 and tuple(x.shape[1:]) == (self.image_shape[0], crop, crop):
+            return
+        self._check_images(x)
 
     def _check_images(self, x: Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
@@ -239,6 +259,7 @@ class FlowModel(nn.Module):
 
     # ----- description -----------------------------------------------------------------------------
     def num_parameters(self, level: int | None = None) -> int:
+        """Parameters of one level, or of the whole model."""
         params = self.parameters() if level is None else self.levels[level].parameters()
         return sum(p.numel() for p in params)
 

@@ -25,13 +25,14 @@ from typing import Any
 
 from waveletflow.config import Config, check_choice, check_positive, convert, require
 from waveletflow.errors import UserInputError
+from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
-from waveletflow.layers.coupling import COUPLINGS
 from waveletflow.wavelets import CONVENTIONS, pyramid_sizes
 
 __all__ = [
     "MODEL_FORMAT", "PRESETS", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
-    "WaveletFlowConfig", "glow_config", "mrcnf_config", "upgrade_model_meta", "waveletflow_config",
+    "WaveletFlowConfig", "glow_config", "glow_residual_config", "mrcnf_config", "upgrade_model_meta",
+    "waveletflow_config",
 ]
 
 #: Version of the ``model.json`` layout written by this code; see :func:`upgrade_model_meta`.
@@ -55,7 +56,12 @@ def _hw(base_size: BaseSize) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class GlowConfig(Config):
-    """Glow (Kingma & Dhariwal 2018): ``n_scales`` × [squeeze → ``n_steps`` steps → split] over the image."""
+    """Glow (Kingma & Dhariwal 2018): ``n_scales`` × [squeeze → ``n_steps`` steps → split] over the image.
+
+    The defaults are Glow as published: its coupling network (``coupling_net: glow``) and the sigmoid scale
+    (``coupling: glow``); ``coupling_net: residual`` with ``coupling: affine`` is Wavelet Flow's coupling instead
+    (``n_blocks`` residual blocks, tanh scale), the model type ``glow-residual``.
+    """
 
     image_shape: tuple[int, int, int]
     n_bits: int = 8
@@ -63,7 +69,8 @@ class GlowConfig(Config):
     n_steps: int = 8
     width: int = 64
     n_blocks: int = 1
-    coupling: str = "affine"
+    coupling: str = "glow"
+    coupling_net: str = "glow"
     lu: bool = True
     display_max: int | None = None
 
@@ -71,6 +78,7 @@ class GlowConfig(Config):
         _check_data(self.image_shape, self.n_bits, self.display_max)
         check_positive(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
         check_choice("coupling", self.coupling, COUPLINGS)
+        check_choice("coupling_net", self.coupling_net, COUPLING_NETS)
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class GlowLevelConfig(Config):
 
     def __post_init__(self) -> None:
         check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
-                  crop=self.crop)
+                       crop=self.crop)
         check_choice("coupling", self.coupling, COUPLINGS)
 
 
@@ -232,6 +240,10 @@ PRESETS["64x64"] = {"base_size": 1, "levels": [*PRESETS["32x32"]["levels"], {"n_
 
 def _data(image_shape: Any, n_bits: int, overrides: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) and the bit depth: the arguments, or ``image_shape``/``n_bits`` given in ``overrides``."""
+    require("base" not in overrides, "unknown key 'base' in config: the base flow's entry is now levels[0] "
+                                     "(config entries are indexed by model level)")
+    require("n_levels" not in overrides, "unknown key 'n_levels' in config: Glow's scales are now n_scales "
+                                         "('level' means a wavelet level)")
     shape = overrides.pop("image_shape", tuple(int(v) for v in image_shape))
     return convert(tuple[int, int, int], shape, "config image_shape"), convert(
         int, overrides.pop("n_bits", int(n_bits)), "config n_bits")
@@ -260,6 +272,17 @@ def glow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None,
     while scales < 3 and h % 2 == 0 and w % 2 == 0 and min(h, w) >= 4:
         scales, h, w = scales + 1, h // 2, w // 2
     return GlowConfig.from_dict({"n_scales": max(scales, 1), **overrides, "image_shape": shape, "n_bits": bits})
+
+
+def glow_residual_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None,
+                         **overrides: Any) -> GlowConfig:
+    """:func:`glow_config` with Wavelet Flow's coupling (residual network, tanh scale), the model type
+    ``glow-residual``.
+
+    >>> c = glow_residual_config((1, 8, 8)); c.coupling_net, c.coupling
+    ('residual', 'affine')
+    """
+    return glow_config(image_shape, n_bits, preset, **{"coupling_net": "residual", "coupling": "affine", **overrides})
 
 
 def waveletflow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None,
@@ -309,12 +332,13 @@ def _rename(d: dict[str, Any], old: str, new: str) -> None:
 def upgrade_model_meta(meta: Any) -> dict[str, Any]:
     """Model metadata ``{"version", "model_type", "config"}`` in the current format (a new dict).
 
-    Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales``; the separate ``base``
+    Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales`` (and its coupling, the only
+    one then, Wavelet Flow's residual network); the separate ``base``
     entry of Wavelet Flow and MRCNF becomes ``levels[0]`` (its ``n_levels`` becomes ``n_scales``); a stored
     ``preset`` is dropped. Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
 
-    >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})
-    {'version': 2, 'model_type': 'glow', 'config': {'image_shape': [1, 8, 8], 'n_scales': 2}}
+    >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})["config"]
+    {'image_shape': [1, 8, 8], 'n_scales': 2, 'coupling': 'affine', 'coupling_net': 'residual'}
     """
     require(isinstance(meta, Mapping), "unreadable model metadata: not a JSON object")
     version = meta.get("version", 1)
@@ -325,10 +349,12 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
     require(isinstance(model_type, str) and isinstance(config, Mapping),
             "unreadable model metadata: it needs a model_type string and a config object")
     config = copy.deepcopy(dict(config))
-    if version == 1:
+    if version == 1 and model_type in _FORMAT1_CLASSES:
         config.pop("preset", None)
-        if model_type == "glow":
+        if model_type == "glow":  # format 1 had only Wavelet Flow's coupling
             _rename(config, "n_levels", "n_scales")
+            config.setdefault("coupling", "affine")
+            config.setdefault("coupling_net", "residual")
         elif model_type in ("waveletflow", "mrcnf"):
             base, levels = config.pop("base", {}), config.get("levels", [])
             require(isinstance(base, Mapping) and isinstance(levels, list),
@@ -336,4 +362,30 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
             base = dict(base)
             _rename(base, "n_levels", "n_scales")
             config["levels"] = [base, *levels]
+        _drop_ignored(config, *_FORMAT1_CLASSES[model_type])
     return {"version": MODEL_FORMAT, "model_type": model_type, "config": config}
+
+
+def _drop_ignored(config: dict[str, Any], cls: type, level_cls: type | None) -> None:
+    """Format 1 ignored keys it did not know (typos, another model type's settings): drop them, with a note."""
+    dropped = _drop_unknown(config, cls, "")
+    if level_cls is not None and isinstance(config.get("levels"), list):
+        for i, entry in enumerate(config["levels"]):
+            if isinstance(entry, dict):
+                dropped += _drop_unknown(entry, level_cls, f"levels[{i}].")
+    if dropped:
+        log.info("model.json of format 1: ignoring %s, which that format did not use", ", ".join(dropped))
+
+
+def _drop_unknown(d: dict[str, Any], cls: type, prefix: str) -> list[str]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in d if k not in names]
+    for k in unknown:
+        del d[k]
+    return [prefix + k for k in unknown]
+
+
+#: format-1 model types and their config classes (model and per level)
+_FORMAT1_CLASSES: dict[str, tuple[type, type | None]] = {
+    "glow": (GlowConfig, None), "waveletflow": (WaveletFlowConfig, GlowLevelConfig), "mrcnf": (MRCNFConfig, CNFLevelConfig),
+}

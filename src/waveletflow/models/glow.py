@@ -13,7 +13,8 @@ from waveletflow.models.config import GlowConfig
 
 
 class Glow(FlowModel):
-    """Glow: ``n_scales`` × [squeeze → ``n_steps`` steps → split], as a model with one level.
+    """Glow: ``n_scales`` × [squeeze → ``n_steps`` steps → split], as a model with one level (``model_type``
+    ``glow``, or ``glow-residual`` for the variant with Wavelet Flow's coupling).
 
     >>> import torch
     >>> from waveletflow.models.config import glow_config
@@ -22,10 +23,11 @@ class Glow(FlowModel):
     torch.Size([2])
     """
 
-    def __init__(self, config: GlowConfig):
-        super().__init__("glow", config.image_shape, config.n_bits, config)
+    def __init__(self, config: GlowConfig, model_type: str = "glow"):
+        super().__init__(model_type, config.image_shape, config.n_bits, config)
         self.flow = MultiScaleGlow(self.image_shape, n_scales=config.n_scales, n_steps=config.n_steps,
-                                   width=config.width, n_blocks=config.n_blocks, coupling=config.coupling, lu=config.lu)
+                                   width=config.width, n_blocks=config.n_blocks, coupling=config.coupling, lu=config.lu,
+                                   net=config.coupling_net)
         self.levels = nn.ModuleList([self.flow])
 
     @property

@@ -8,8 +8,8 @@ from typing import Any
 
 from waveletflow.errors import UserInputError
 from waveletflow.models.base import FlowModel
-from waveletflow.models.config import (GlowConfig, MRCNFConfig, WaveletFlowConfig, glow_config, mrcnf_config,
-                                       waveletflow_config)
+from waveletflow.models.config import (GlowConfig, MRCNFConfig, WaveletFlowConfig, glow_config, glow_residual_config,
+                                       mrcnf_config, waveletflow_config)
 from waveletflow.models.glow import Glow
 from waveletflow.models.mrcnf import mrcnf
 from waveletflow.models.waveletflow import wavelet_flow
@@ -26,12 +26,18 @@ class ModelType:
     summary: str
 
 
+#: the model type of a new run when none is named
+DEFAULT_MODEL_TYPE = "waveletflow"
+
 MODEL_TYPES: dict[str, ModelType] = {
     t.name: t
     for t in (
         ModelType("waveletflow", WaveletFlowConfig, waveletflow_config, wavelet_flow,
                   "Wavelet Flow: a Glow per Haar level (Yu et al. 2020)"),
-        ModelType("glow", GlowConfig, glow_config, Glow, "multi-scale Glow on the whole image (Kingma & Dhariwal 2018)"),
+        ModelType("glow", GlowConfig, glow_config, Glow,
+                  "multi-scale Glow on the whole image, as published (Kingma & Dhariwal 2018)"),
+        ModelType("glow-residual", GlowConfig, glow_residual_config, lambda c: Glow(c, "glow-residual"),
+                  "multi-scale Glow with Wavelet Flow's residual coupling network and tanh scale"),
         ModelType("mrcnf", MRCNFConfig, mrcnf_config, mrcnf,
                   "a continuous normalizing flow per Haar level (Voleti et al. 2021)"),
     )
@@ -49,12 +55,11 @@ def default_config(name: str, image_shape: Sequence[int], n_bits: int, overrides
                    preset: str | None = None) -> Any:
     """The default config of model type ``name`` for the data, with ``overrides`` (a partial or a whole config as
     a dict) on top; unknown keys, wrong types and a shape that differs from the data's are refused."""
-    overrides = dict(overrides or {})
-    shape = overrides.pop("image_shape", None)
-    if shape is not None and tuple(shape) != tuple(image_shape):
-        raise UserInputError(f"the config is for images of shape {tuple(shape)}, the data has {tuple(image_shape)}")
-    n_bits = int(overrides.pop("n_bits", n_bits))
-    return model_type(name).default_config(tuple(image_shape), n_bits, preset, **overrides)
+    config = model_type(name).default_config(tuple(image_shape), n_bits, preset, **dict(overrides or {}))
+    if tuple(config.image_shape) != tuple(image_shape):
+        raise UserInputError(f"the config is for images of shape {tuple(config.image_shape)}, "
+                             f"the data has {tuple(image_shape)}")
+    return config
 
 
 def build_model(name: str, config: Any) -> FlowModel:
@@ -64,4 +69,6 @@ def build_model(name: str, config: Any) -> FlowModel:
         config = t.config_class.from_dict(config)
     if not isinstance(config, t.config_class):
         raise UserInputError(f"a {name} model needs a {t.config_class.__name__}, got {type(config).__name__}")
-    return t.build(config)
+    model = t.build(config)
+    model.model_type = t.name  # the registry names what it builds
+    return model

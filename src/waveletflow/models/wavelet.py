@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from waveletflow.data import to_tensor
 from waveletflow.errors import UserInputError
 from waveletflow.layers import InvertibleLayer
+from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.models.base import FlowModel, LevelTerm, standard_level_term
 from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
@@ -30,7 +31,8 @@ class WaveletModel(FlowModel):
         detail_flows: coarse to fine, flows on 3C detail channels conditioned on the C-channel low-pass.
         convention: the Haar normalisation (``average``, ``orthonormal`` or ``unimodular``).
         image_shape: (C, H, W) of the full images.
-        crops: per level, the side of the random crop of full images that trains it (None: whole images).
+        crops: per level, the side of the random crop of full images that trains it (None: whole images; a
+            crop must be divisible by 2 to the number of Haar steps down to its level, see the config checks).
         **kwargs: ``model_type``, ``n_bits``, ``config``, ``kinetic``, ``jacobian`` of :class:`FlowModel`.
     """
 
@@ -50,13 +52,11 @@ class WaveletModel(FlowModel):
             if (flow.in_shape[0], flow.cond_channels) != want:
                 raise UserInputError(f"level {level} needs a flow on {want[0]} channels conditioned on {want[1]}, "
                                      f"got {flow.in_shape[0]} conditioned on {flow.cond_channels}")
+        if not shapes_fit(base_flow.in_shape, (c, *self.sizes[0])):
+            raise UserInputError(f"the base flow takes {format_shape(base_flow.in_shape)}, but the base image of "
+                                 f"{h}×{w} images halved {n_detail} times is {format_shape((c, *self.sizes[0]))}")
         self.levels = nn.ModuleList([base_flow, *detail_flows])
         self.crops = [None] * (n_detail + 1) if crops is None else [None if v is None else int(v) for v in crops]
-        for level, crop in enumerate(self.crops):
-            steps = n_detail - level + 1  # Haar steps from the full image down to this level's details
-            if crop is not None and (level == 0 or crop > min(h, w) or crop % 2**steps):
-                raise UserInputError(f"level {level}: crop {crop} must be at most the image size and divisible by "
-                                     f"{2**steps} (the base level trains on whole images)")
 
     # ----- structure ---------------------------------------------------------------------------
     @property

@@ -33,6 +33,15 @@ class Stop:
         """Seconds of the budget left (None without a budget)."""
         return None if self.budget_s is None else self.budget_s - self.elapsed(now)
 
+    def progress(self, step: int) -> float:
+        """How far through its limits training is at ``step`` (0..1): the larger of the step and time fractions."""
+        fractions = [0.0]
+        if self.steps:
+            fractions.append(step / self.steps)
+        if self.budget_s:
+            fractions.append(self.elapsed() / self.budget_s)
+        return min(1.0, max(fractions))
+
     def __call__(self, step: int) -> bool:
         if self.steps is not None and step >= self.steps:
             return True
@@ -40,8 +49,9 @@ class Stop:
 
 
 def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSink) -> None:
-    """Train ``unit`` on ``batches`` until ``stop(unit.step)``: Adam on the NLL in bits/dim plus the model's
-    regulariser, with learning-rate warm-up and gradient clipping.
+    """Train ``unit`` on ``batches`` until ``stop(unit.step)``: its optimiser on the NLL in bits/dim plus the
+    model's regulariser, with learning-rate warm-up (and decay), gradient clipping and Polyak averaging when
+    asked for.
 
     A step whose loss or gradient norm is not finite is skipped (more than 50 non-finite losses in a row are an
     error). Validates every ``eval_every`` steps and at the end, writes metrics every ``log_every`` steps to
@@ -51,7 +61,7 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     opts, model = unit.opts, unit.model
     skipped, grad_norm, last_checkpoint = 0, float("nan"), time.perf_counter()
     while not stop(unit.step):
-        lr = unit.set_lr()
+        lr = unit.set_lr(stop.progress(unit.step))
         x = next(batches)
         nll, reg, nfe = model.objective(unit.levels, x)
         loss = nll.mean() / (unit.dims * LN2) + reg
@@ -70,6 +80,8 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
         unit.optimizer.step()
         skipped = 0
         unit.step += 1
+        if unit.average is not None:
+            unit.average.update(unit.step)
         sink.record(float(bits_per_dim(-nll.detach().mean(), unit.dims, model.n_bits)), x.shape[0])
         now = time.perf_counter()
         elapsed = unit.elapsed_before + stop.elapsed(now)

@@ -10,6 +10,10 @@ from waveletflow.config import Config
 from waveletflow.errors import UserInputError
 
 
+#: the optimisers a unit can train with
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+
+
 @dataclass(frozen=True)
 class TrainOptions(Config):
     """How to train (the CLI's ``train`` flags take their defaults from here).
@@ -18,6 +22,12 @@ class TrainOptions(Config):
     optimiser on their summed NLL), resumed steps included; ``time_budget`` (s) is for the whole command.
     The learning rate warms up linearly over ``warmup`` steps; gradients are clipped to norm ``grad_clip``;
     fresh levels are initialised from ``init_batch`` images (data-dependent ActNorm, Kingma & Dhariwal 2018).
+    ``optimizer`` is ``adam`` or ``adamax`` (Glow's and Wavelet Flow's released recipe). ``ema`` > 0 keeps a Polyak
+    average of the weights (an exponential moving average with that decay; the decay ramps up as
+    ``min(ema, (1 + step) / (10 + step))`` so that early averages do not remember the initial weights): it is what
+    validation measures and what ``weights.safetensors`` holds, so ``evaluate``, ``sample`` and ``super-resolve``
+    use it; the checkpoint keeps both. ``decay`` > 0 decays the learning rate linearly to zero over that final
+    fraction of the unit's steps or time budget, whichever ends first.
     A checkpoint is written every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; validation
     runs every ``eval_every`` steps on ``val_images`` held-out images. ``device`` is ``auto``, ``cpu`` or
     ``cuda[:N]``. ``curves`` writes ``curves.png`` at the end; ``progress`` shows progress bars (at row
@@ -38,6 +48,9 @@ class TrainOptions(Config):
     checkpoint_every: int = 250
     checkpoint_seconds: float = 120.0
     val_images: int = 500
+    optimizer: str = "adam"
+    ema: float = 0.0
+    decay: float = 0.0
     flip: bool = False
     joint: bool = False
     curves: bool = True
@@ -51,18 +64,26 @@ class TrainOptions(Config):
         for name in ("steps", "warmup", "seed", "progress_position"):
             if (getattr(self, name) or 0) < 0:
                 raise UserInputError(f"training option {name} must not be negative, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserInputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        for name in ("ema", "decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserInputError(f"training option {name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("time_budget", "lr", "grad_clip", "checkpoint_seconds"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserInputError(f"training option {name} must be positive, got {getattr(self, name)}")
 
-    @classmethod
-    def from_dict(cls, data, where: str = "training options") -> TrainOptions:
-        """Options from a dict of the ones given (the rest keep their defaults); unknown keys are refused."""
-        return super().from_dict(data, where)
+    def lr_at(self, step: int, progress: float = 0.0) -> float:
+        """The learning rate of optimiser step ``step`` (counted from 0) at ``progress`` (0..1) through the unit's
+        budget: linear warm-up, then constant, then the final linear ``decay``."""
+        lr = self.lr * min(1.0, (step + 1) / max(1, self.warmup))
+        if self.decay > 0:
+            lr *= min(1.0, max(0.0, 1.0 - progress) / self.decay)
+        return lr
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of optimiser step ``step`` (counted from 0): linear warm-up, then constant."""
-        return self.lr * min(1.0, (step + 1) / max(1, self.warmup))
+    def optimizer_for(self, params) -> torch.optim.Optimizer:
+        """A new optimiser of the kind asked for."""
+        return OPTIMIZERS[self.optimizer](params, lr=self.lr)
 
 
 def resolve_device(device: str) -> str:

@@ -12,13 +12,11 @@ import torch
 
 from waveletflow.data import ImageDataset
 from waveletflow.errors import UserInputError
-from waveletflow.models import FlowModel, build_model, default_config
+from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, default_config
 from waveletflow.models.io import read_model_meta, write_model_meta
 from waveletflow.rundir import RunDir
 
 log = logging.getLogger("waveletflow")
-
-DEFAULT_MODEL = "waveletflow"
 
 
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
@@ -46,14 +44,14 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
             raise UserInputError(f"{run} was made for images of shape {tuple(config.image_shape)} (C, H, W), "
                                  f"but {data_spec} has {data.image_shape}")
         if overrides or preset:
-            log.info("%s exists; its saved model config is used and --config is ignored", run)
+            log.info("%s exists; its saved model config is used and --config / --preset are ignored", run)
         return name, config
     if not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
     bits = n_bits or data.n_bits
     if bits > data.n_bits:
         raise UserInputError(f"--n-bits {bits} is more than the data's {data.n_bits} bits")
-    name = model_type or DEFAULT_MODEL
+    name = model_type or DEFAULT_MODEL_TYPE
     config = default_config(name, data.image_shape, bits, overrides, preset)
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)

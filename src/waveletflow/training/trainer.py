@@ -62,7 +62,9 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         data_spec: the dataset (see :func:`waveletflow.data.load_dataset`); ``data``, when given, is used
             instead of loading it.
         model_type, overrides, preset, n_bits: the model of a new run (see :func:`prepare_run`).
-        parallel: train the levels in this many worker processes sharing the cores.
+        parallel: train the levels in this many worker processes sharing the cores. The workers are started with
+            ``multiprocessing``'s spawn method and receive the dataset: a script that calls ``train`` with
+            ``parallel > 1`` must do so under ``if __name__ == "__main__":``.
         image_size: the image side of a folder dataset.
     """
     opts = opts or TrainOptions()

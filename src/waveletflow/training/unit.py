@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -16,13 +17,14 @@ from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.models.io import load_level_weights, save_level_weights
 from waveletflow.rundir import RunDir
+from waveletflow.training.average import PolyakAverage
 from waveletflow.training.options import TrainOptions
 
 log = logging.getLogger("waveletflow")
 
 
 class TrainUnit:
-    """Levels trained by one Adam optimiser on their summed NLL (Yu et al. 2020 train each level on its own;
+    """Levels trained by one optimiser (Adam or Adamax) on their summed NLL (Yu et al. 2020 train each level on its own;
     several levels together give the bits/dim of the image when they are all of them).
 
     Each unit has its own generator, seeded from the run's seed and its levels, from which every random draw of
@@ -53,7 +55,8 @@ class TrainUnit:
                 raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
         self.module = (model.levels[self.single] if self.single is not None
                        else torch.nn.ModuleDict({str(v): model.levels[v] for v in self.levels}))
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=opts.lr)
+        self.optimizer = opts.optimizer_for(self.module.parameters())
+        self.average = PolyakAverage(self.module, opts.ema) if opts.ema > 0 else None
         seed_offset = self.single if self.single is not None else 1000 + sum(self.levels)
         self.generator = torch.Generator().manual_seed(opts.seed * 1009 + seed_offset)
         self.step, self.elapsed_before = 0, 0.0
@@ -77,6 +80,8 @@ class TrainUnit:
             self.step, self.elapsed_before = int(ck["step"]), float(ck["elapsed_s"])
         else:
             self._start()
+            if self.average is not None:
+                self.average.reset()  # from the initialised (or saved) weights
         return self
 
     def _check_not_superseded(self) -> None:
@@ -101,6 +106,11 @@ class TrainUnit:
         try:
             self.module.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
+            if self.average is not None:
+                if "average" in ck:
+                    self.average.load_state_dict(ck["average"])
+                else:  # a checkpoint written without averaging: the average starts here
+                    self.average.reset()
             ck["rng"], ck["step"], ck["elapsed_s"]  # noqa: B018 - presence check
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserInputError(f"checkpoint {self.run.checkpoint_file(self.levels)} does not fit this model "
@@ -117,13 +127,7 @@ class TrainUnit:
                 fresh.append(level)
         if not fresh:
             return
-        x = self.draw(self.opts.init_batch)
-        for level in fresh:
-            for m in self.model.levels[level].modules():
-                if hasattr(m, "initialized"):
-                    m.initialized.fill_(False)
-            with torch.no_grad():
-                self.model.level_log_probs(x, levels=[level])  # data-dependent init, layer by layer
+        self.model.initialize(fresh, self.draw(self.opts.init_batch))
 
     # ----- data ------------------------------------------------------------------------------------
     def draw(self, n: int) -> Tensor:
@@ -143,9 +147,13 @@ class TrainUnit:
         while True:
             yield self.draw(self.opts.batch_size)
 
-    def set_lr(self) -> float:
-        """Set the learning rate of the next step; returns it."""
-        lr = self.opts.lr_at(self.step)
+    def averaged(self):
+        """A context in which the unit's levels hold their Polyak-averaged weights (when averaging)."""
+        return nullcontext() if self.average is None else self.average.applied()
+
+    def set_lr(self, progress: float = 0.0) -> float:
+        """Set the learning rate of the next step at ``progress`` (0..1) through the budget; returns it."""
+        lr = self.opts.lr_at(self.step, progress)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         return lr
@@ -153,7 +161,8 @@ class TrainUnit:
     def validate(self) -> float:
         """Bits/dim of the validation images over the unit's dimensions (the dimension-weighted mean of each
         level's own bits/dim, fixed dequantisation noise); also kept in ``val_bpd`` and ``levels_val_bpd``."""
-        res = self.model.bits_per_dim(self.val_images, levels=self.levels, data_bits=self.data_bits)
+        with self.averaged():
+            res = self.model.bits_per_dim(self.val_images, levels=self.levels, data_bits=self.data_bits)
         dims = [self.model.level_dims[v] for v in self.levels]
         self.levels_val_bpd = [float(b) for b in res.own]
         self.val_bpd = sum(b * d for b, d in zip(self.levels_val_bpd, dims)) / sum(dims)
@@ -162,18 +171,25 @@ class TrainUnit:
     # ----- checkpoints -----------------------------------------------------------------------------
     def save(self, elapsed_s: float) -> bool:
         """Write the unit's checkpoint and each level's weights and state atomically; refuses (returns False)
-        when a parameter is not finite. Each level's ``state.json`` names the unit that wrote its weights."""
+        when a parameter is not finite. Each level's ``state.json`` names the unit that wrote its weights; its
+        ``weights.safetensors`` holds the Polyak-averaged weights when averaging (the checkpoint keeps both)."""
         if not all(torch.isfinite(p).all() for p in self.module.parameters()):
             return False
-        self.run.save_checkpoint(self.levels, {
+        if self.average is not None and not self.average.finite():
+            return False
+        checkpoint = {
             "step": self.step,
             "elapsed_s": elapsed_s,
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": self.generator.get_state(),
-        })
+        }
+        if self.average is not None:
+            checkpoint["average"] = self.average.state_dict()
+        self.run.save_checkpoint(self.levels, checkpoint)
         for i, level in enumerate(self.levels):
-            save_level_weights(self.model, level, self.run.path)
+            with self.averaged():
+                save_level_weights(self.model, level, self.run.path)
             state = {"step": self.step, "elapsed_s": round(elapsed_s, 2), "unit": self.name,
                      "train_bpd": self.train_bpd,
                      "val_bpd": None if self.val_bpd is None else self.levels_val_bpd[i]}
