@@ -33,10 +33,12 @@ class Ours:
     """A waveletflow model type trained by ``waveletflow.training.train`` in a run folder."""
 
     def __init__(self, name: str, model_type: str, config: Config, run_dir: Path, data: ImageDataset,
-                 data_spec: str, device: str, batch_size: int, parallel: int = 1, seed: int = 0):
+                 data_spec: str, device: str, batch_size: int, parallel: int = 1, seed: int = 0,
+                 options: dict | None = None):
         self.name, self.model_type, self.config, self.data_spec = name, model_type, config, data_spec
         self.run_dir, self.data, self.device = run_dir, data, device
         self.batch_size, self.parallel, self.seed = batch_size, parallel, seed
+        self.options = dict(options or {})  # training options that differ from the defaults
         self.trained_s = 0.0
 
     def params(self) -> int:
@@ -45,7 +47,7 @@ class Ours:
     def train_for(self, seconds: float) -> None:
         opts = TrainOptions(time_budget=seconds, batch_size=self.batch_size, device=self.device, seed=self.seed,
                             progress=False, eval_every=10**9, val_images=64, checkpoint_every=10**9,
-                            checkpoint_seconds=10**9)
+                            checkpoint_seconds=10**9, **self.options)
         t0 = time.perf_counter()
         overrides = None if RunDir(self.run_dir).is_model() else self.config.to_dict()  # resumed chunks keep theirs
         train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, overrides, data=self.data)

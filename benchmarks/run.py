@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.ablation import ablation
+from benchmarks.ablation import markdown as ablation_markdown
 from benchmarks.contenders import (
     GLOWS, NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden,
     waveletflow_default,
@@ -312,6 +314,8 @@ def markdown(res: dict) -> str:
                 lines.append(f"- against {s['against']}: Wavelet Flow reaches {s['goal_bpd']:.3f} bits/dim after "
                              f"{s['wavelet_flow_s']:.0f} s: **{s['speedup']:.2f}×** sooner.")
         lines.append("")
+    if "ablation" in res:
+        lines += ablation_markdown(res["ablation"])
     lines += ["### Training throughput (images/s)", "", "| size | model | batch | images/s |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['size']} | {r['model']} | {r['batch']} | {r['images_per_s']} |" for r in res["throughput"]]
     lines += ["", f"### Peak memory of one training step (MB, batch {res['memory'][0]['batch'] if res['memory'] else '-'})", "",
@@ -340,6 +344,10 @@ def main(argv=None) -> int:
     p.add_argument("--throughput-sizes", help="comma list (default 32,64,256)")
     p.add_argument("--memory-sizes", help="comma list (default 64,128,256,512 full, 64,128 quick)")
     p.add_argument("--sampling-cases", help="comma list of SIZE:N (default 32:64,256:1)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also the ablation of the training recipe (the first dataset; see benchmarks/ablation.py)")
+    p.add_argument("--ablation-budget", type=float, help="seconds per ablation run (default 10 min full, 10 s quick)")
+    p.add_argument("--seeds", type=int, help="runs per ablation variant (default 2 full, 1 quick)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)  # normflows calls a deprecated torch.lu
@@ -360,6 +368,10 @@ def main(argv=None) -> int:
             res["time_to_quality"].append(time_to_quality(
                 name, budget if name == "mnist" else cifar_budget, points, a.test_images or (2000 if full else 200),
                 a.device, out, a.wf_parallel, 64))
+    if a.ablation:
+        first = a.datasets.split(",")[0]
+        res["ablation"] = ablation(first, SHARED / DATASETS[first], a.ablation_budget or (600.0 if full else 10.0),
+                                   a.seeds or (2 if full else 1), a.test_images or (2000 if full else 200), a.device, out)
     if "throughput" not in skip:
         sizes = ints(a.throughput_sizes or "32,64,256")
         batches = {s: (64 if s <= 32 else 16 if s <= 64 else 2) if a.device == "cpu" else (64 if s <= 64 else 8) for s in sizes}

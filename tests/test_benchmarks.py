@@ -14,6 +14,7 @@ def test_benchmark_produces_every_figure(tmp_path):
 
     assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "1", "--test-images", "20",
                  "--throughput-sizes", "16", "--memory-sizes", "16", "--sampling-cases", "16:2",
+                 "--ablation", "--ablation-budget", "2",
                  "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     (ttq,) = res["time_to_quality"]
@@ -29,3 +30,9 @@ def test_benchmark_produces_every_figure(tmp_path):
     assert len(res["sampling"]) == 4 and all(r["seconds"] > 0 for r in res["sampling"])
     assert (tmp_path / "time_to_quality_mnist.png").stat().st_size > 1000
     assert "Time to quality" in (tmp_path / "results.md").read_text()
+    from benchmarks.ablation import VARIANTS
+
+    ablation = res["ablation"]
+    assert [r["variant"] for r in ablation["variants"]] == list(VARIANTS)
+    assert all(len(r["test_bpd"]) == 1 and r["mean"] > 0 and r["spread"] == 0 for r in ablation["variants"])
+    assert "Ablation: mnist" in (tmp_path / "results.md").read_text()

@@ -318,3 +318,43 @@ def test_adamax_decay_and_their_checks(tmp_path):
     assert "average" not in ck and all("exp_inf" in s for s in ck["optimizer"]["state"].values())  # Adamax's state
     rows = (tmp_path / "r" / "level_02" / "metrics.csv").read_text().splitlines()
     assert float(rows[-1].split(",")[5]) < 1e-3 * 0.6  # the learning rate decayed towards the end
+
+
+def test_marginal_gain_schedule_keeps_to_the_budget_and_the_floors():
+    from waveletflow.training import MarginalGainSchedule
+
+    # level 2's contribution falls ten times faster than the others': after the floors, it gets the slices
+    slopes = {0: 0.001, 1: 0.002, 2: 0.02}
+    contribution = {0: 1.0, 1: 1.0, 2: 1.0}
+    schedule = MarginalGainSchedule([0, 1, 2], budget_s=100.0, slice_s=4.0, floor=0.5)
+    order = []
+    while (nxt := schedule.next_slice()) is not None:
+        level, seconds = nxt
+        assert seconds > 0
+        order.append(level)
+        contribution[level] -= slopes[level] * seconds
+        schedule.report(level, seconds, contribution[level])
+    assert abs(schedule.spent - 100.0) < 1e-9  # the whole budget, never more
+    floor = 0.5 * 100.0 / 3
+    assert all(schedule.spent_on(v) >= floor - 1e-9 for v in (0, 1, 2))
+    assert schedule.spent_on(2) > 100.0 - 2 * floor - 4.0 - 1e-9  # the rest went to the steepest level
+    assert order[: order.index(1)] == [0] * order.index(1)  # floors first, coarse to fine
+    # a finished level gets nothing more; with none left, nothing is handed out
+    schedule = MarginalGainSchedule([0, 1], budget_s=10.0, slice_s=2.0)
+    schedule.finish(0)
+    schedule.finish(1)
+    assert schedule.next_slice() is None
+
+
+def test_gain_schedule_trains_every_level_in_slices(tmp_path):
+    data = load_dataset("digits")
+    o = opts(time_budget=6.0, schedule="gain", slice_seconds=1.0, eval_every=10**6)
+    res = train(tmp_path / "r", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
+    assert [r["level"] for r in res] == [0, 1, 2, 3] and all(r["step"] >= 1 for r in res)
+    for level in range(4):
+        rows = (tmp_path / "r" / f"level_{level:02d}" / "metrics.csv").read_text().splitlines()
+        assert sum(1 for r in rows[1:] if r.split(",")[3]) >= 1  # each slice ends with a validation
+    model = load(tmp_path / "r")
+    assert model.bits_per_dim(data.x_test[:20], data_bits=5).bits_per_dim > 0
+    with pytest.raises(ValueError, match="schedule"):
+        TrainOptions(schedule="greedy")

@@ -24,6 +24,7 @@ def _train_default(name: str):
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     from waveletflow.models import DEFAULT_MODEL_TYPE, MODEL_TYPES, PRESETS
+    from waveletflow.training.options import OPTIMIZERS, SCHEDULES
 
     d = _train_default
     p.add_argument("--data", required=True, help="digits, mnist, fashion-mnist, cifar10, an .npz file or an image folder")
@@ -40,7 +41,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help=f"images per step (default {d('batch_size')})")
     p.add_argument("--lr", type=float, help=f"learning rate (default {d('lr')})")
     p.add_argument("--warmup", type=int, help=f"linear learning-rate warm-up steps (default {d('warmup')})")
-    p.add_argument("--optimizer", choices=["adam", "adamax"], help=f"the optimiser (default {d('optimizer')})")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="how --time-budget is shared among levels: up front by their dimensions, or in slices to the "
+                        f"level whose bits/dim fall fastest (default {d('schedule')})")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"the optimiser (default {d('optimizer')})")
     p.add_argument("--ema", type=float, help="Polyak averaging of the weights with this decay, e.g. 0.999; evaluate, "
                                              f"sample and validation use the average (default {d('ema')}: off)")
     p.add_argument("--decay", type=float, help="decay the learning rate linearly to 0 over this final fraction of the "

@@ -11,7 +11,7 @@ from waveletflow.rundir import RunDir
 
 #: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
 _OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "eval_every", "joint",
-                 "optimizer", "ema", "decay")
+                 "optimizer", "ema", "decay", "schedule")
 
 
 def _temperature(text: str):

@@ -3,7 +3,8 @@
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.run import budget_shares, parse_levels, prepare_run, split_train_val
+from waveletflow.training.run import parse_levels, prepare_run, split_train_val
+from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
 from waveletflow.training.trainer import train, train_level
 from waveletflow.training.unit import TrainUnit
@@ -13,6 +14,7 @@ __all__ = [
     "Stop",
     "TrainOptions",
     "TrainUnit",
+    "MarginalGainSchedule",
     "budget_shares",
     "fit",
     "parse_levels",

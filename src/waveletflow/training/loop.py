@@ -19,11 +19,15 @@ MAX_NONFINITE_LOSSES = 50
 
 class Stop:
     """When training stops: at ``steps`` optimiser steps in total (resumed ones included) or ``budget_s``
-    seconds after this object was made, whichever comes first (None: no limit of that kind)."""
+    seconds after this object was made, whichever comes first (None: no limit of that kind). When this budget is
+    a slice of a larger one, ``overall`` = (its start on ``time.perf_counter``'s clock, its seconds) measures the
+    progress (for the learning-rate decay) against the whole."""
 
-    def __init__(self, steps: int | None = None, budget_s: float | None = None):
+    def __init__(self, steps: int | None = None, budget_s: float | None = None,
+                 overall: tuple[float, float] | None = None):
         self.steps, self.budget_s = steps, budget_s
         self.start = time.perf_counter()
+        self.overall = overall if overall is not None else (None if budget_s is None else (self.start, budget_s))
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the start."""
@@ -38,8 +42,8 @@ class Stop:
         fractions = [0.0]
         if self.steps:
             fractions.append(step / self.steps)
-        if self.budget_s:
-            fractions.append(self.elapsed() / self.budget_s)
+        if self.overall is not None and self.overall[1] > 0:
+            fractions.append((time.perf_counter() - self.overall[0]) / self.overall[1])
         return min(1.0, max(fractions))
 
     def __call__(self, step: int) -> bool:

@@ -10,6 +10,8 @@ from waveletflow.config import Config
 from waveletflow.errors import UserInputError
 
 
+#: how a time budget is shared among levels trained on their own
+SCHEDULES = ("dimensions", "gain")
 #: the optimisers a unit can train with
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 
@@ -22,6 +24,9 @@ class TrainOptions(Config):
     optimiser on their summed NLL), resumed steps included; ``time_budget`` (s) is for the whole command.
     The learning rate warms up linearly over ``warmup`` steps; gradients are clipped to norm ``grad_clip``;
     fresh levels are initialised from ``init_batch`` images (data-dependent ActNorm, Kingma & Dhariwal 2018).
+    A time budget is shared among levels trained on their own by ``schedule``: ``dimensions`` splits it up front
+    in proportion to the dimensions of each level, ``gain`` hands it out in slices of ``slice_seconds`` to the
+    level whose contribution to the image's bits/dim is falling fastest (:mod:`waveletflow.training.schedule`).
     ``optimizer`` is ``adam`` or ``adamax`` (Glow's and Wavelet Flow's released recipe). ``ema`` > 0 keeps a Polyak
     average of the weights (an exponential moving average with that decay; the decay ramps up as
     ``min(ema, (1 + step) / (10 + step))`` so that early averages do not remember the initial weights): it is what
@@ -48,6 +53,8 @@ class TrainOptions(Config):
     checkpoint_every: int = 250
     checkpoint_seconds: float = 120.0
     val_images: int = 500
+    schedule: str = "dimensions"
+    slice_seconds: float = 30.0
     optimizer: str = "adam"
     ema: float = 0.0
     decay: float = 0.0
@@ -64,12 +71,14 @@ class TrainOptions(Config):
         for name in ("steps", "warmup", "seed", "progress_position"):
             if (getattr(self, name) or 0) < 0:
                 raise UserInputError(f"training option {name} must not be negative, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise UserInputError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         for name in ("ema", "decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserInputError(f"training option {name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("time_budget", "lr", "grad_clip", "checkpoint_seconds"):
+        for name in ("time_budget", "lr", "grad_clip", "checkpoint_seconds", "slice_seconds"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserInputError(f"training option {name} must be positive, got {getattr(self, name)}")
 

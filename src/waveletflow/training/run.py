@@ -69,15 +69,6 @@ def new_model(model_type: str, config: Any, seed: int) -> FlowModel:
     return build_model(model_type, config)
 
 
-def budget_shares(level_dims: list[int], levels: list[int]) -> dict[int, float]:
-    """How a time budget is shared among ``levels``: in proportion to each level's dimensions, with a floor of
-    half an equal share, since the finest levels cost the most per step and converge the slowest."""
-    total = sum(level_dims[i] for i in levels)
-    raw = {i: max(level_dims[i] / total, 0.5 / len(levels)) for i in levels}
-    s = sum(raw.values())
-    return {i: v / s for i, v in raw.items()}
-
-
 def parse_levels(spec: str, n_levels: int) -> list[int]:
     """``all`` or level numbers separated by commas → sorted distinct levels of a model with ``n_levels``."""
     if spec == "all":

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
@@ -24,7 +25,8 @@ from waveletflow.rundir import RunDir
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.run import budget_shares, new_model, parse_levels, prepare_run, split_train_val
+from waveletflow.training.run import new_model, parse_levels, prepare_run, split_train_val
+from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
 from waveletflow.training.unit import TrainUnit
 
@@ -44,12 +46,59 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
     with MetricsSink(run, unit.levels, unit.desc, opts.steps, unit.step, opts.progress, opts.progress_position) as sink:
         stop = Stop(opts.steps, budget_s)
         fit(unit, unit.batches(), stop, sink)
+    return _finish(unit, unit.elapsed_before + stop.elapsed())
+
+
+def _finish(unit: TrainUnit, elapsed: float) -> dict[str, Any]:
+    """Validate (if not done at the last step), write the final checkpoint; the unit's summary."""
     if unit.val_bpd is None:
         unit.validate()
-    elapsed = unit.elapsed_before + stop.elapsed()
     if not unit.save(elapsed):
         raise UserInputError(f"{unit.desc}: parameters became non-finite; the last good checkpoint was kept")
     return unit.summary(elapsed)
+
+
+def _train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
+                   opts: TrainOptions) -> list[dict[str, Any]]:
+    """The units one after the other (all levels as one unit with ``joint``), a time budget split up front by
+    :func:`budget_shares`; time a unit leaves unused passes to the units after it."""
+    shares = budget_shares(model.level_dims, levels)
+    units = [levels] if opts.joint else [[v] for v in levels]
+    results, start = [], time.perf_counter()
+    for i, unit in enumerate(units):
+        budget = None
+        if opts.time_budget is not None:
+            left = opts.time_budget - (time.perf_counter() - start)
+            rest = sum(shares[v] for u in units[i:] for v in u)
+            budget = max(0.0, left * sum(shares[v] for v in unit) / rest)
+        results.append(train_level(model, unit, run.path, train_images, val_images, data_bits, opts, budget))
+    return results
+
+
+def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
+                   opts: TrainOptions) -> list[dict[str, Any]]:
+    """Levels trained on their own, the time budget handed out in slices by :class:`MarginalGainSchedule`: each
+    slice ends with a validation, whose figure (the level's contribution to the image's bits/dim) steers the next."""
+    units = {v: TrainUnit(model, v, run, opts, train_images, val_images, data_bits).open() for v in levels}
+    schedule = MarginalGainSchedule(levels, opts.time_budget, opts.slice_seconds)
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        sinks = {v: stack.enter_context(MetricsSink(run, [v], units[v].desc, opts.steps, units[v].step, opts.progress,
+                                                    opts.progress_position + i)) for i, v in enumerate(levels)}
+        while (nxt := schedule.next_slice()) is not None:
+            level, seconds = nxt
+            seconds = min(seconds, opts.time_budget - (time.perf_counter() - start))  # the clock decides
+            unit, step = units[level], units[level].step
+            if seconds <= 0:
+                break
+            stop = Stop(opts.steps, seconds, overall=(start, opts.time_budget))
+            fit(unit, unit.batches(), stop, sinks[level])
+            unit.elapsed_before += stop.elapsed()
+            if unit.step == step:  # its step count is reached: nothing more to give it
+                schedule.finish(level)
+                continue
+            schedule.report(level, stop.elapsed(), unit.val_bpd * model.level_dims[level] / model.num_dims)
+    return [_finish(units[v], units[v].elapsed_before) for v in levels]
 
 
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
@@ -79,21 +128,15 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     info = run.read_run()
     model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
     levels = parse_levels(level_spec, len(model.levels))
-    shares = budget_shares(model.level_dims, levels)
     if parallel > 1 and len(levels) > 1:
-        results = _train_parallel(run, data_spec, data, levels, parallel, opts, shares)
+        results = _train_parallel(run, data_spec, data, levels, parallel, opts, budget_shares(model.level_dims, levels))
     else:
         train_x, val_x = split_train_val(data, info["val_size"])
-        val_x = val_x[: opts.val_images]
-        units = [levels] if opts.joint else [[v] for v in levels]
-        results, start = [], time.perf_counter()
-        for i, unit in enumerate(units):
-            budget = None
-            if opts.time_budget is not None:
-                left = opts.time_budget - (time.perf_counter() - start)
-                rest = sum(shares[v] for u in units[i:] for v in u)
-                budget = max(0.0, left * sum(shares[v] for v in unit) / rest)
-            results.append(train_level(model, unit, run.path, train_x, val_x, info["data_bits"], opts, budget))
+        args = (model, levels, run, train_x, val_x[: opts.val_images], info["data_bits"], opts)
+        if opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
+            results = _train_by_gain(*args)
+        else:
+            results = _train_in_turn(*args)
     if opts.curves:
         plot_curves(run.path, names=model.level_names())
     return results
