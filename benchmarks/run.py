@@ -29,6 +29,8 @@ from benchmarks.contenders import (
     GLOWS, NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden,
     waveletflow_default,
 )
+from benchmarks.levers import levers
+from benchmarks.levers import markdown as levers_markdown
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, default_config, waveletflow_config
 
@@ -296,6 +298,7 @@ def sampling_latency(cases: list[tuple[int, int]], repeats: int, device: str) ->
 
 # ----- report --------------------------------------------------------------------------------------
 def markdown(res: dict) -> str:
+    """The results as Markdown: only the sections that were run."""
     lines = [f"Machine: {res['machine']}  ", f"Command: `{res['command']}`", ""]
     for t in res["time_to_quality"]:
         if "skipped" in t:
@@ -316,14 +319,23 @@ def markdown(res: dict) -> str:
         lines.append("")
     if "ablation" in res:
         lines += ablation_markdown(res["ablation"])
-    lines += ["### Training throughput (images/s)", "", "| size | model | batch | images/s |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['size']} | {r['model']} | {r['batch']} | {r['images_per_s']} |" for r in res["throughput"]]
-    lines += ["", f"### Peak memory of one training step (MB, batch {res['memory'][0]['batch'] if res['memory'] else '-'})", "",
-              "| size | Wavelet Flow, costliest level | with the top level on half-size patches | Glow |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['size']} | {r['wavelet_flow_max_level_mb']} | {r['wavelet_flow_patch_max_level_mb']} | "
-              f"{r['glow_mb'] if r['glow_mb'] is not None else 'does not fit'} |" for r in res["memory"]]
-    lines += ["", "### Sampling latency (s, median)", "", "| samples | model | seconds |", "| --- | --- | --- |"]
-    lines += [f"| {r['samples']} × {r['size']} px | {r['model']} | {r['seconds']} |" for r in res["sampling"]]
+    for result in res.get("levers", []):
+        lines += levers_markdown(result, result["dataset"])
+    if res["throughput"]:
+        lines += ["### Training throughput (images/s)", "", "| size | model | batch | images/s |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['size']} | {r['model']} | {r['batch']} | {r['images_per_s']} |" for r in res["throughput"]]
+        lines.append("")
+    if res["memory"]:
+        lines += [f"### Peak memory of one training step (MB, batch {res['memory'][0]['batch']})", "",
+                  "| size | Wavelet Flow, costliest level | with the top level on half-size patches | Glow |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['size']} | {r['wavelet_flow_max_level_mb']} | {r['wavelet_flow_patch_max_level_mb']} | "
+                  f"{r['glow_mb'] if r['glow_mb'] is not None else 'does not fit'} |" for r in res["memory"]]
+        lines.append("")
+    if res["sampling"]:
+        lines += ["### Sampling latency (s, median)", "", "| samples | model | seconds |", "| --- | --- | --- |"]
+        lines += [f"| {r['samples']} × {r['size']} px | {r['model']} | {r['seconds']} |" for r in res["sampling"]]
     return "\n".join(lines) + "\n"
 
 
@@ -338,7 +350,7 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, help="test evaluations along each budget")
     p.add_argument("--device", default="cpu")
     p.add_argument("--wf-parallel", type=int, default=1, help="Wavelet Flow level processes (same total cores)")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: quality,throughput,memory,sampling")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: quality,levers,throughput,memory,sampling")
     p.add_argument("--memory-cap-gb", type=float, default=12.0)
     p.add_argument("--test-images", type=int, help="held-out images per evaluation (default 2000 full, 200 quick)")
     p.add_argument("--throughput-sizes", help="comma list (default 32,64,256)")
@@ -347,6 +359,7 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action="store_true",
                    help="also the ablation of the training recipe (the first dataset; see benchmarks/ablation.py)")
     p.add_argument("--ablation-budget", type=float, help="seconds per ablation run (default 10 min full, 10 s quick)")
+    p.add_argument("--ablation-variants", help="comma list of variant numbers to run (default: all)")
     p.add_argument("--seeds", type=int, help="runs per ablation variant (default 2 full, 1 quick)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = p.parse_args(argv)
@@ -371,7 +384,12 @@ def main(argv=None) -> int:
     if a.ablation:
         first = a.datasets.split(",")[0]
         res["ablation"] = ablation(first, SHARED / DATASETS[first], a.ablation_budget or (600.0 if full else 10.0),
-                                   a.seeds or (2 if full else 1), a.test_images or (2000 if full else 200), a.device, out)
+                                   a.seeds or (2 if full else 1), a.test_images or (2000 if full else 200), a.device, out,
+                                   only=ints(a.ablation_variants) if a.ablation_variants else None)
+    if "levers" not in skip:
+        res["levers"] = [{"dataset": name, **levers(tuple(load_dataset(str(SHARED / DATASETS[name])).image_shape),
+                                                    3 if full else 1, a.device, (64, 256) if full else (8, 16))}
+                         for name in a.datasets.split(",") if (SHARED / DATASETS[name]).is_file()]
     if "throughput" not in skip:
         sizes = ints(a.throughput_sizes or "32,64,256")
         batches = {s: (64 if s <= 32 else 16 if s <= 64 else 2) if a.device == "cpu" else (64 if s <= 64 else 8) for s in sizes}

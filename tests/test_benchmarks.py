@@ -24,6 +24,19 @@ def test_benchmark_produces_every_figure(tmp_path):
         assert 0.85 <= m["param_ratio"] <= 1.15  # matched parameter counts
         assert len(m["curve"]) == 1 and m["curve"][0]["test_bpd"] > 0
     assert len(ttq["speedups"]) == 3
+    (levers,) = res["levers"]
+    assert levers["dataset"] == "mnist" and levers["batches"] == [8, 16]
+    wf_rows = [r for r in levers["rows"] if r["model"] == "Wavelet Flow"]
+    assert [r["level"] for r in wf_rows] == [0, 1, 2]  # 28×28 MNIST: a 7×7 base and two detail levels
+    assert sum(r["params"] for r in wf_rows) == ttq["models"][0]["params"]  # the levels make up the model
+    assert {r["model"] for r in levers["rows"]} == {"Wavelet Flow", *glows}
+    for r in levers["rows"]:
+        assert min(r["batch"]["8"], r["batch"]["16"], r["channels_last"], r["one_thread"]) > 0
+        assert 0.0 < r["conv_share"] < 1.0
+    from benchmarks.levers import per_image_ms
+
+    assert per_image_ms(levers["rows"], "Wavelet Flow", 8) == pytest.approx(sum(1000 / r["batch"]["8"] for r in wf_rows))
+    assert "Where a training step goes" in (tmp_path / "results.md").read_text()
     assert {r["model"] for r in res["throughput"]} == {"Wavelet Flow", *glows, "normflows Glow"}
     assert all(r["images_per_s"] > 0 for r in res["throughput"])
     assert res["memory"][0]["wavelet_flow_max_level_mb"] is not None and res["memory"][0]["glow_mb"] is not None

@@ -27,11 +27,12 @@ def level_params(run):
 
 def test_resume_continues_and_matches_uninterrupted(tmp_path):
     data = load_dataset("digits")
-    train(tmp_path / "a", "digits", "waveletflow", "all", 1, opts(steps=12), dict(TINY_WF), data=data)
-    train(tmp_path / "b", "digits", "waveletflow", "all", 1, opts(steps=5), dict(TINY_WF), data=data)
+    # no learning-rate decay: it follows each command's --steps, and this run is stopped at 5 by a smaller one
+    train(tmp_path / "a", "digits", "waveletflow", "all", 1, opts(steps=12, decay=0.0), dict(TINY_WF), data=data)
+    train(tmp_path / "b", "digits", "waveletflow", "all", 1, opts(steps=5, decay=0.0), dict(TINY_WF), data=data)
     first = json.loads((tmp_path / "b" / "level_03" / "state.json").read_text())
     assert first["step"] == 5
-    res = train(tmp_path / "b", "digits", None, "all", 1, opts(steps=12), data=data)
+    res = train(tmp_path / "b", "digits", None, "all", 1, opts(steps=12, decay=0.0), data=data)
     assert [r["step"] for r in res] == [12, 12, 12, 12]
     a, b = level_params(tmp_path / "a"), level_params(tmp_path / "b")
     assert a.keys() == b.keys()
@@ -305,13 +306,13 @@ def test_polyak_weights_are_what_evaluate_and_sample_use_and_what_resume_restore
 def test_adamax_decay_and_their_checks(tmp_path):
     o = TrainOptions(lr=1e-3, warmup=1, decay=0.2)
     assert o.lr_at(10, 0.0) == 1e-3 and abs(o.lr_at(10, 0.9) - 0.5e-3) < 1e-12 and o.lr_at(10, 1.0) == 0.0
-    assert TrainOptions(lr=1e-3, warmup=1).lr_at(10, 1.0) == 1e-3  # no decay unless asked for
+    assert TrainOptions(lr=1e-3, warmup=1, decay=0.0).lr_at(10, 1.0) == 1e-3  # decay 0: none
     with pytest.raises(ValueError, match="optimizer"):
         TrainOptions(optimizer="sgd")
     with pytest.raises(ValueError, match="ema"):
         TrainOptions(ema=1.0)
     data = load_dataset("digits")
-    res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, optimizer="adamax", decay=0.5),
+    res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, optimizer="adamax", decay=0.5, ema=0.0),
                 dict(TINY_WF), data=data)
     assert res[0]["step"] == 4
     ck = torch.load(tmp_path / "r" / "level_02" / "checkpoint.pt", weights_only=True)
@@ -358,3 +359,14 @@ def test_gain_schedule_trains_every_level_in_slices(tmp_path):
     assert model.bits_per_dim(data.x_test[:20], data_bits=5).bits_per_dim > 0
     with pytest.raises(ValueError, match="schedule"):
         TrainOptions(schedule="greedy")
+
+
+def test_gain_schedule_ends_every_level_with_the_decay(tmp_path):
+    data = load_dataset("digits")
+    o = opts(time_budget=6.0, schedule="gain", slice_seconds=1.0, eval_every=10**6, log_every=1, decay=0.5)
+    train(tmp_path / "r", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
+    for level in range(4):
+        rows = [r.split(",") for r in (tmp_path / "r" / f"level_{level:02d}" / "metrics.csv").read_text().splitlines()[1:]]
+        lrs = [float(r[5]) for r in rows]
+        assert max(lrs) == pytest.approx(o.lr)  # trained at the full rate before the decay
+        assert lrs[-1] < 0.5 * o.lr  # and ended on the decay, whichever level had the last slices

@@ -45,10 +45,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="how --time-budget is shared among levels: up front by their dimensions, or in slices to the "
                         f"level whose bits/dim fall fastest (default {d('schedule')})")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"the optimiser (default {d('optimizer')})")
-    p.add_argument("--ema", type=float, help="Polyak averaging of the weights with this decay, e.g. 0.999; evaluate, "
-                                             f"sample and validation use the average (default {d('ema')}: off)")
+    p.add_argument("--ema", type=float, help="Polyak averaging of the weights with this decay; evaluate, sample and "
+                                             f"validation use the average (default {d('ema')}; 0: off)")
     p.add_argument("--decay", type=float, help="decay the learning rate linearly to 0 over this final fraction of the "
-                                               f"budget, e.g. 0.2 (default {d('decay')}: none)")
+                                               f"budget (default {d('decay')}; 0: none)")
     p.add_argument("--seed", type=int, help=f"seed of the model and the data order (default {d('seed')})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d('device')})")
     p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")

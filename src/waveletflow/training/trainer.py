@@ -78,26 +78,45 @@ def _train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_image
 def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
                    opts: TrainOptions) -> list[dict[str, Any]]:
     """Levels trained on their own, the time budget handed out in slices by :class:`MarginalGainSchedule`: each
-    slice ends with a validation, whose figure (the level's contribution to the image's bits/dim) steers the next."""
+    slice ends with a validation, whose figure (the level's contribution to the image's bits/dim) steers the next.
+    With a learning-rate ``decay``, that final fraction of the budget is kept back and split among the levels by
+    :func:`budget_shares`, so that every level ends its training with the decay."""
     units = {v: TrainUnit(model, v, run, opts, train_images, val_images, data_bits).open() for v in levels}
-    schedule = MarginalGainSchedule(levels, opts.time_budget, opts.slice_seconds)
+    gain_s = opts.time_budget * (1.0 - opts.decay)
+    schedule = MarginalGainSchedule(levels, gain_s, opts.slice_seconds)
     start = time.perf_counter()
     with ExitStack() as stack:
         sinks = {v: stack.enter_context(MetricsSink(run, [v], units[v].desc, opts.steps, units[v].step, opts.progress,
                                                     opts.progress_position + i)) for i, v in enumerate(levels)}
-        while (nxt := schedule.next_slice()) is not None:
-            level, seconds = nxt
-            seconds = min(seconds, opts.time_budget - (time.perf_counter() - start))  # the clock decides
+
+        def run_slice(level: int, stop: Stop) -> bool:
+            """Train ``level`` until ``stop``; False when it is at its step count (nothing more to give it)."""
             unit, step = units[level], units[level].step
-            if seconds <= 0:
-                break
-            stop = Stop(opts.steps, seconds, overall=(start, opts.time_budget))
             fit(unit, unit.batches(), stop, sinks[level])
             unit.elapsed_before += stop.elapsed()
-            if unit.step == step:  # its step count is reached: nothing more to give it
+            return unit.step > step
+
+        while (nxt := schedule.next_slice()) is not None:
+            level, seconds = nxt
+            seconds = min(seconds, gain_s - (time.perf_counter() - start))  # the clock decides
+            if seconds <= 0:
+                break
+            stop = Stop(opts.steps, seconds, overall=(start, opts.time_budget))  # before the decay: full rate
+            if not run_slice(level, stop):
                 schedule.finish(level)
                 continue
-            schedule.report(level, stop.elapsed(), unit.val_bpd * model.level_dims[level] / model.num_dims)
+            schedule.report(level, stop.elapsed(), units[level].val_bpd * model.level_dims[level] / model.num_dims)
+        if opts.decay > 0:
+            open_levels = [v for v in levels if v not in schedule.finished]
+            shares = budget_shares(model.level_dims, open_levels) if open_levels else {}
+            for i, level in enumerate(open_levels):
+                rest = sum(shares[v] for v in open_levels[i:])
+                seconds = (opts.time_budget - (time.perf_counter() - start)) * shares[level] / rest
+                if seconds <= 0:
+                    break
+                # progress runs from 1 - decay to 1 over this level's part: its learning rate decays to zero
+                lead = seconds * (1.0 - opts.decay) / opts.decay
+                run_slice(level, Stop(opts.steps, seconds, overall=(time.perf_counter() - lead, seconds / opts.decay)))
     return [_finish(units[v], units[v].elapsed_before) for v in levels]
 
 
