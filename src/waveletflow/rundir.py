@@ -199,7 +199,8 @@ class RunDir:
         write_json_atomic(self.model_file, meta)
 
     def read_run(self) -> dict[str, Any]:
-        """``run.json``: the data spec, its bit depth, the validation size and the seed."""
+        """``run.json``: the data spec, its bit depth, the validation size, the seed (and how the images were
+        prepared: ``image_size``, ``crop``)."""
         try:
             info = _read_json(self.run_file)
         except UserInputError:
@@ -208,8 +209,20 @@ class RunDir:
             raise UserInputError(f"{self.run_file} is missing or corrupt")
         return info
 
-    def write_run(self, data: str, data_bits: int, val_size: int, seed: int) -> None:
-        write_json_atomic(self.run_file, {"data": data, "data_bits": data_bits, "val_size": val_size, "seed": seed})
+    def write_run(self, data: str, data_bits: int, val_size: int, seed: int, image_size: int | None = None,
+                  crop: int | None = None) -> None:
+        """``run.json``; ``image_size`` and ``crop`` (when given) are how the data's images were prepared, the
+        defaults of later commands on this run."""
+        info: dict[str, Any] = {"data": data, "data_bits": data_bits, "val_size": val_size, "seed": seed}
+        info.update({k: v for k, v in (("image_size", image_size), ("crop", crop)) if v is not None})
+        write_json_atomic(self.run_file, info)
+
+    def data_options(self) -> dict[str, int]:
+        """``image_size`` and ``crop`` of the run's data (only those it was made with), from ``run.json``."""
+        if not self.run_file.is_file():
+            return {}
+        info = self.read_run()
+        return {k: int(info[k]) for k in ("image_size", "crop") if info.get(k) is not None}
 
     # ----- level weights and state -----------------------------------------------------------------
     def has_weights(self, level: int) -> bool:

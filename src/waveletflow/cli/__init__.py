@@ -54,7 +54,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")
     p.add_argument("--preset", help=f"named Wavelet Flow preset ({', '.join(PRESETS)})")
     p.add_argument("--n-bits", type=int, help="model bit depth (default: the data's)")
-    p.add_argument("--image-size", type=int, help="image side for folder datasets")
+    p.add_argument("--image-size", type=int, help="resize a folder's images (shorter side, bicubic) and centre-crop "
+                                                  "them to this side (default: their own size)")
+    p.add_argument("--crop", type=int, help="train on random CROP×CROP crops of the images, pixel values unchanged "
+                                            "(centre crops for validation); the model is made for that size")
     p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
     p.add_argument("--eval-every", type=int, help=f"validation every this many steps (default {d('eval_every')})")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -94,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"images per batch (default {EVAL_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
     p.add_argument("--device", default="auto")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=int, help="resize a folder's images to this side (default: the run's)")
+    p.add_argument("--crop", type=int, help="evaluate centre crops of this side (default: the run's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_solver(p)
 

@@ -87,7 +87,7 @@ def cmd_train(a) -> int:
     opts = TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, _read_overrides(a.config), a.n_bits,
-                    a.image_size, preset=a.preset)
+                    a.image_size, preset=a.preset, crop=a.crop)
     if not a.no_curves:
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
@@ -96,8 +96,12 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     from waveletflow.data import load_dataset
 
+    from waveletflow.rundir import RunDir
+
     model, solver = _load(a)
-    data = load_dataset(a.data, image_size=a.image_size)
+    saved = RunDir(a.run).data_options()
+    data = load_dataset(a.data, image_size=a.image_size if a.image_size is not None else saved.get("image_size"),
+                        crop=a.crop if a.crop is not None else saved.get("crop"))
     images = data.x_test if a.split == "test" else data.x_train
     if a.limit is not None:
         if a.limit < 1:
@@ -186,6 +190,13 @@ def cmd_info(a) -> int:
     conv = getattr(model, "convention", None)
     if conv:
         print(f"Haar convention: {conv}")
+    try:
+        prepared = run.data_options()
+    except UserInputError:  # a corrupt run.json: the model is still described
+        prepared = {}
+    if prepared:
+        how = {"image_size": "resized to {v}x{v}", "crop": "{v}x{v} crops (random in training, centred in evaluation)"}
+        print("images: " + ", ".join(how[k].format(v=v) for k, v in prepared.items()))
     for lv in info["levels"]:
         print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {_state_text(lv)}")
     return 0

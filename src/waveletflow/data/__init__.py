@@ -1,10 +1,11 @@
 """Datasets as uint8 NHWC arrays, dequantisation and augmentation."""
 
-from waveletflow.data.datasets import DATASET_NAMES, ImageDataset, ImageFolder, load_dataset
+from waveletflow.data.datasets import DATASET_NAMES, Crops, ImageDataset, ImageFolder, load_dataset
 from waveletflow.data.transforms import dequantize, quantize, random_crop, random_flip, reduce_bits, to_tensor
 
 __all__ = [
     "DATASET_NAMES",
+    "Crops",
     "ImageDataset",
     "ImageFolder",
     "dequantize",

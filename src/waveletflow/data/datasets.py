@@ -7,8 +7,9 @@ torchvision), a path to an ``.npz`` with ``x_train`` / ``x_test``, or a path to 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -21,25 +22,31 @@ from waveletflow.images import read_image
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
+log = logging.getLogger("waveletflow")
+
 
 class ImageFolder:
-    """Images of a folder read lazily, resized (shorter side) and centre-cropped to ``size``.
+    """Images of a folder read lazily: at their own size (``size`` None; every file must then be ``hw``), or
+    resized (shorter side, bicubic) and centre-cropped to ``size``×``size``.
 
     Indexing with an int gives one uint8 HWC array; with an array of ints, a stacked NHWC array,
-    so it can stand wherever an in-memory array is used.
+    so it can stand wherever an in-memory array is used. With mixed sizes (``hw`` None) only single images can
+    be read (see :class:`Crops`).
     """
 
-    def __init__(self, files: list[Path], size: int, channels: int = 3):
+    def __init__(self, files: list[Path], size: int | None, channels: int = 3, hw: tuple[int, int] | None = None):
         self.files = list(files)
         self.size = size
         self.channels = channels
+        self.hw = (size, size) if size is not None else hw
 
     def __len__(self) -> int:
         return len(self.files)
 
     @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.files), self.size, self.size, self.channels)
+    def shape(self) -> tuple[int, int | None, int | None, int]:
+        h, w = self.hw if self.hw is not None else (None, None)
+        return (len(self.files), h, w, self.channels)
 
     dtype = np.dtype(np.uint8)
 
@@ -51,10 +58,58 @@ class ImageFolder:
             return self._read(int(idx))
         if isinstance(idx, slice):
             idx = range(*idx.indices(len(self)))
-        return np.stack([self._read(int(i)) for i in np.asarray(idx).reshape(-1)])
+        images = [self._read(int(i)) for i in np.asarray(idx).reshape(-1)]
+        if len({im.shape for im in images}) > 1:
+            raise UserInputError(f"images of different sizes cannot form a batch ({self.files[0].parent}); "
+                                 "give --image-size or --crop")
+        return np.stack(images)
 
 
-ImageArray = Union[np.ndarray, ImageFolder]
+class Crops:
+    """Fixed-size crops of a set of images (an array or an :class:`ImageFolder`, sizes may differ), pixel values
+    unchanged: indexing gives the centre crops (validation, test); :meth:`random` draws random ones (training)."""
+
+    def __init__(self, images: "ImageArray", size: int):
+        self.images, self.size = images, int(size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.images), self.size, self.size, self.images.shape[-1])
+
+    dtype = np.dtype(np.uint8)
+
+    def _crop(self, i: int, pick) -> np.ndarray:
+        image = self.images[int(i)]
+        h, w = image.shape[:2]
+        if h < self.size or w < self.size:
+            name = self.images.files[int(i)] if isinstance(self.images, ImageFolder) else f"image {int(i)}"
+            raise UserInputError(f"{name} is {w}×{h}, smaller than the crop {self.size}×{self.size}")
+        top, left = pick(h - self.size, w - self.size)
+        return image[top : top + self.size, left : left + self.size]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        centre = lambda dh, dw: (dh // 2, dw // 2)  # noqa: E731
+        if np.isscalar(idx):
+            return self._crop(int(idx), centre)
+        if isinstance(idx, slice):
+            idx = range(*idx.indices(len(self)))
+        return np.stack([self._crop(int(i), centre) for i in np.asarray(idx).reshape(-1)])
+
+    def random(self, idx, generator: "torch.Generator") -> np.ndarray:
+        """Random crops of the images ``idx``, one position per image drawn from ``generator``."""
+        import torch
+
+        def pick(dh: int, dw: int) -> tuple[int, int]:
+            return (int(torch.randint(0, dh + 1, (1,), generator=generator)),
+                    int(torch.randint(0, dw + 1, (1,), generator=generator)))
+
+        return np.stack([self._crop(int(i), pick) for i in np.asarray(idx).reshape(-1)])
+
+
+ImageArray = Union[np.ndarray, ImageFolder, Crops]
 
 
 @dataclass
@@ -116,17 +171,72 @@ def _npz(path: Path) -> ImageDataset:
     return ImageDataset(path.stem, x_train, x_test)
 
 
-def _folder(path: Path, image_size: int | None, channels: int, test_fraction: float = 0.1) -> ImageDataset:
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(files) < 2:
-        raise UserInputError(f"{path}: found {len(files)} images; a folder dataset needs at least 2")
-    if image_size is None:
-        raise UserInputError(f"{path}: a folder of images needs an image size (--image-size)")
-    # a deterministic held-out split: every k-th file is a test image
-    k = max(2, round(1 / test_fraction))
-    test = files[::k]
-    train = [f for i, f in enumerate(files) if i % k]
-    return ImageDataset(path.name, ImageFolder(train, image_size, channels), ImageFolder(test, image_size, channels))
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (by suffix, hidden files skipped), sorted; other files get a note."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        log.info("%s: %d file%s without an image suffix skipped (e.g. %s)", folder, len(others),
+                 "" if len(others) == 1 else "s", others[0].name)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _image_sizes(files: list[Path]) -> list[tuple[int, int]]:
+    """(height, width) of each file from its header; a file that is not a readable image is an error."""
+    from PIL import Image
+
+    sizes = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for files that are not images
+            raise UserInputError(f"{f} is not an image that can be read ({type(exc).__name__})") from None
+        sizes.append((h, w))
+    return sizes
+
+
+def _folder(path: Path, image_size: int | None, channels: int, crop: int | None,
+            test_fraction: float = 0.1) -> ImageDataset:
+    """A folder of images: ``train/`` and ``test/`` subfolders when both exist, else every tenth file is a test
+    image. Without ``image_size`` the images are used at their own size, which must be one size unless ``crop``
+    takes fixed-size crops of them."""
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train, test = _image_files(path / "train"), _image_files(path / "test")
+        layout = "train/ and test/ folders"
+        for name, files, least in (("train", train, 2), ("test", test, 1)):
+            if len(files) < least:
+                raise UserInputError(f"{path / name} holds {len(files)} image{'' if len(files) == 1 else 's'}; "
+                                     f"it needs at least {least}")
+    else:
+        files = _image_files(path)
+        if len(files) < 3:
+            raise UserInputError(f"{path}: found {len(files)} image{'' if len(files) == 1 else 's'}; a folder "
+                                 "dataset needs at least 3 (or train/ and test/ subfolders)")
+        k = max(2, round(1 / test_fraction))  # a deterministic held-out split: every k-th file is a test image
+        train, test = [f for i, f in enumerate(files) if i % k], files[::k]
+        layout = f"every {k}th file held out for testing"
+    sizes = _image_sizes(train + test)
+    info = {"layout": layout, "sizes": sorted(set(sizes))}
+    if image_size is not None:
+        check = ImageFolder(train, image_size, channels), ImageFolder(test, image_size, channels)
+    else:
+        hw = sizes[0] if len(set(sizes)) == 1 else None
+        if hw is None and crop is None:
+            (h1, w1), i = sizes[0], next(i for i, s in enumerate(sizes) if s != sizes[0])
+            h2, w2 = sizes[i]
+            both = train + test
+            raise UserInputError(f"{path}: images of different sizes ({both[0].name} is {w1}×{h1}, {both[i].name} is "
+                                 f"{w2}×{h2}); give --image-size to resize them or --crop to train on crops")
+        check = ImageFolder(train, None, channels, hw), ImageFolder(test, None, channels, hw)
+    if crop is not None and image_size is None:
+        small = [(f, s) for f, s in zip(train + test, sizes) if min(s) < crop]
+        if small:
+            (f, (h, w)) = small[0]
+            raise UserInputError(f"{f} is {w}×{h}, smaller than the crop {crop}×{crop} "
+                                 f"({len(small)} image{'' if len(small) == 1 else 's'} too small)")
+    return ImageDataset(path.name, *check, info=info)
 
 
 def _torchvision(name: str, root: str) -> ImageDataset:
@@ -145,12 +255,17 @@ def _torchvision(name: str, root: str) -> ImageDataset:
     return ImageDataset(name, _check_images(np.asarray(train.data), name), _check_images(np.asarray(test.data), name))
 
 
-def load_dataset(spec: str, *, image_size: int | None = None, channels: int = 3, root: str | None = None) -> ImageDataset:
+def load_dataset(spec: str, *, image_size: int | None = None, crop: int | None = None, channels: int = 3,
+                 root: str | None = None) -> ImageDataset:
     """Load a dataset from its spec string.
 
     Args:
-        spec: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a ``.npz`` path or a folder of images.
-        image_size: side of the square images made from a folder (resize shorter side, centre crop).
+        spec: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a ``.npz`` path or a folder of images
+            (``train/`` and ``test/`` subfolders when both exist, else every tenth file held out for testing).
+        image_size: resize the images of a folder (shorter side, bicubic) and centre-crop them to this side.
+            Without it, a folder's images are used at their own size.
+        crop: use ``crop``×``crop`` crops of the images, pixel values unchanged: random ones for training
+            (:meth:`Crops.random`), centre crops for validation and test.
         channels: 1 or 3, for folders of images.
         root: download folder for torchvision datasets (default ``$WAVELETFLOW_DATA`` or ``~/.cache/waveletflow``).
 
@@ -158,6 +273,21 @@ def load_dataset(spec: str, *, image_size: int | None = None, channels: int = 3,
     >>> ds.x_train.shape, ds.x_train.dtype, ds.n_bits
     ((1500, 8, 8, 1), dtype('uint8'), 5)
     """
+    if image_size is not None and image_size < 1:
+        raise UserInputError(f"--image-size must be at least 1, got {image_size}")
+    if crop is not None and crop < 1:
+        raise UserInputError(f"--crop must be at least 1, got {crop}")
+    data = _load(spec, image_size, channels, crop, root)
+    if crop is None:
+        return data
+    _, h, w, _ = data.x_train.shape  # None for a folder of mixed sizes, each of which _folder checked
+    if h is not None and min(h, w) < crop:
+        raise UserInputError(f"{spec}: its images are {w}×{h}, smaller than the crop {crop}×{crop}")
+    return replace(data, x_train=Crops(data.x_train, crop), x_test=Crops(data.x_test, crop),
+                   info={**data.info, "crop": crop})
+
+
+def _load(spec: str, image_size: int | None, channels: int, crop: int | None, root: str | None) -> ImageDataset:
     if spec == "digits":
         return _digits()
     if spec in DATASET_NAMES:
@@ -165,7 +295,7 @@ def load_dataset(spec: str, *, image_size: int | None = None, channels: int = 3,
         return _torchvision(spec, root)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _folder(path, image_size, channels)
+        return _folder(path, image_size, channels, crop)
     if path.suffix == ".npz":
         if not path.is_file():
             raise UserInputError(f"dataset file {spec} does not exist")

@@ -55,10 +55,12 @@ def flow_stack(
     lu: bool = True,
     final_actnorm: bool = True,
     net: str = "residual",
+    checkpoint: bool = False,
 ) -> Sequential:
     """K flow steps followed by a final ActNorm (the conditional Glow of one Wavelet Flow level, Yu et al. 2020).
 
-    Single-channel inputs use checkerboard couplings of alternating parity.
+    Single-channel inputs use checkerboard couplings of alternating parity; ``checkpoint`` recomputes each step
+    in the backward pass instead of keeping its activations (see :class:`Sequential`).
     """
     if n_steps < 1:
         raise UserInputError(f"a flow needs at least one step, got {n_steps}")
@@ -67,7 +69,7 @@ def flow_stack(
     ]
     if final_actnorm:
         layers.append(ActNorm(num_channels))
-    return Sequential(layers)
+    return Sequential(layers, checkpoint=checkpoint)
 
 
 class MultiScaleGlow(InvertibleLayer):

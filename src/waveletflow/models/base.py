@@ -27,6 +27,8 @@ from waveletflow.metrics import level_bits_per_dim
 
 #: images per batch when evaluating (``bits_per_dim``, ``waveletflow evaluate``)
 EVAL_BATCH_SIZE = 256
+#: at most this many pixels per evaluation batch (256 images of 64×64): large images are evaluated a few at a time
+EVAL_BATCH_PIXELS = 256 * 64 * 64
 
 
 class LevelTerm(NamedTuple):
@@ -203,9 +205,17 @@ class FlowModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
                generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> Tensor:
-        """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level)."""
-        x = self.decode(self.sample_latent(n, temperature, generator), solver)
+        """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level),
+        decoded a few at a time for large images (:meth:`chunk_size`)."""
+        z = self.sample_latent(n, temperature, generator)
+        step = self.chunk_size()
+        x = torch.cat([self.decode(z[i : i + step], solver) for i in range(0, n, step)])
         return x.clamp(0.0, 1.0 - 1e-6)
+
+    def chunk_size(self) -> int:
+        """How many full-size images one batch of evaluation, sampling or super-resolution takes
+        (:data:`EVAL_BATCH_PIXELS` pixels, at least one image)."""
+        return max(1, EVAL_BATCH_PIXELS // (self.image_shape[1] * self.image_shape[2]))
 
     # ----- data and evaluation -------------------------------------------------------------------
     def to_uint8(self, x: Tensor) -> np.ndarray:
@@ -230,7 +240,9 @@ class FlowModel(nn.Module):
         """Bits/dim of uint8 NHWC ``images`` (mean over images), in total and per level (all levels by default).
 
         The one implementation behind ``waveletflow evaluate``, the trainer's validation and the benchmarks.
-        Dequantisation noise is drawn from a generator seeded with ``seed``, so the figure is repeatable.
+        Dequantisation noise is drawn from a generator seeded with ``seed``, so the figure is repeatable; images
+        go through in batches of at most ``batch_size`` images and :data:`EVAL_BATCH_PIXELS` pixels, and the
+        figure does not depend on the batching (beyond float rounding; an adaptive ODE solver's steps do).
         """
         n = len(images)
         if n == 0:
@@ -239,6 +251,7 @@ class FlowModel(nn.Module):
             raise UserInputError(f"the batch size must be at least 1, got {batch_size}")
         levels = self._levels(levels)
         dims = [self.level_dims[v] for v in levels]
+        batch_size = min(batch_size, self.chunk_size())
         was_training = self.training
         self.eval()
         gen = torch.Generator().manual_seed(seed)

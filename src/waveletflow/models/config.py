@@ -85,7 +85,9 @@ class GlowConfig(Config):
 class GlowLevelConfig(Config):
     """The flow of one Wavelet Flow level: ``n_steps`` Glow steps whose couplings have ``n_blocks`` blocks
     of ``width`` channels. The base (level 0) may be multi-scale (``n_scales``; ``squeeze`` None: where its
-    size allows); a detail level may train on ``crop``×``crop`` crops of the images (Yu et al. 2020)."""
+    size allows); a detail level may train on ``crop``×``crop`` crops of the images (Yu et al. 2020), and with
+    ``checkpoint`` recompute its steps in the backward pass instead of keeping their activations (less memory
+    for whole-image levels, about a third more compute)."""
 
     n_steps: int = 8
     width: int = 64
@@ -94,6 +96,7 @@ class GlowLevelConfig(Config):
     n_scales: int = 1
     squeeze: bool | None = None
     crop: int | None = None
+    checkpoint: bool = False
 
     def __post_init__(self) -> None:
         check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
@@ -147,6 +150,7 @@ class WaveletFlowConfig(_Pyramid, Config):
         check_choice("Haar convention", self.convention, CONVENTIONS)
         self._fill_levels(GlowLevelConfig)
         require(self.levels[0].crop is None, "level 0 (the base) cannot be cropped; crop is for detail levels")
+        require(not self.levels[0].checkpoint, "level 0 (the base) has no checkpoint option; it is for detail levels")
         h, w = self.image_shape[1:]
         for lv, lc in enumerate(self.levels[1:], start=1):
             require(lc.n_scales == 1 and lc.squeeze is None,
@@ -236,6 +240,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # 64×64: one more level than 32×32, trained on 32×32 crops (patch-wise training, Yu et al. 2020)
 PRESETS["64x64"] = {"base_size": 1, "levels": [*PRESETS["32x32"]["levels"], {"n_steps": 8, "width": 96, "crop": 32}]}
+
+#: the largest detail patch a high-resolution level trains on (patch-wise training, Yu et al. 2020)
+HIGHRES_PATCH = 32
+
+
+def _highres(side: int) -> dict[str, Any]:
+    """A preset for ``side``×``side`` images (a power of two, at least 128) shaped like the released
+    high-resolution configurations (8, 8, then 16 steps per level at widths 64…128), scaled for CPUs: 4–8 steps
+    of width 32–64, and every level whose details are larger than :data:`HIGHRES_PATCH` trains on random crops
+    of the image whose details are that size (crop factors 2, 4, … up to 16 at 1024 px)."""
+    n = side.bit_length() - 1  # detail levels: 1×1 → side
+    levels: list[dict[str, Any]] = [dict(_SMALL_BASE), {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48}]
+    for lv in range(3, n + 1):
+        details = 2 ** (lv - 1)  # the side of this level's detail bands on whole images
+        entry: dict[str, Any] = {"n_steps": 6 if lv == 3 else 8, "width": 64}
+        if details > HIGHRES_PATCH:
+            entry["crop"] = side * HIGHRES_PATCH // details
+        levels.append(entry)
+    return {"base_size": 1, "levels": levels}
+
+
+for _side in (128, 256, 512, 1024):
+    PRESETS[f"{_side}x{_side}"] = _highres(_side)
 
 
 def _data(image_shape: Any, n_bits: int, overrides: dict[str, Any]) -> tuple[tuple[int, int, int], int]:

@@ -110,6 +110,7 @@ class WaveletModel(FlowModel):
 
         Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size) has a
         Haar ``average`` low-pass equal to the input within one grey level (exactly so before quantisation).
+        Large images are decoded a few at a time (:meth:`chunk_size`).
         """
         k = to_tensor(low)
         c = self.image_shape[0]
@@ -129,8 +130,11 @@ class WaveletModel(FlowModel):
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
         x = target * self._low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
         z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
-        out = match_block_means(self._decode_from(x, z, first, solver), target, 1.0 - 1e-6)
-        return self.to_uint8(out)
+        step = self.chunk_size()  # a few full-size images at a time
+        return np.concatenate([
+            self.to_uint8(match_block_means(self._decode_from(x[i : i + step], z[i : i + step], first, solver),
+                                            target[i : i + step], 1.0 - 1e-6))
+            for i in range(0, k.shape[0], step)])
 
     def _low_pass_scale(self, steps: int) -> float:
         """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""

@@ -22,7 +22,7 @@ def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
     squeeze = base.squeeze if base.squeeze is not None else (min(bh, bw) > 1 and bh % 2 == 0 and bw % 2 == 0)
     base_flow = MultiScaleGlow((c, bh, bw), n_scales=base.n_scales, n_steps=base.n_steps, width=base.width,
                                n_blocks=base.n_blocks, coupling=base.coupling, lu=config.lu, squeeze=squeeze)
-    details = [flow_stack(3 * c, lc.n_steps, c, lc.width, lc.n_blocks, lc.coupling, config.lu)
-               for lc in config.levels[1:]]
+    details = [flow_stack(3 * c, lc.n_steps, c, lc.width, lc.n_blocks, lc.coupling, config.lu,
+                          checkpoint=lc.checkpoint) for lc in config.levels[1:]]
     return WaveletModel(base_flow, details, config.convention, image_shape=config.image_shape, n_bits=config.n_bits,
                         crops=[lc.crop for lc in config.levels], model_type="waveletflow", config=config)

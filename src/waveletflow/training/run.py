@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from waveletflow.data import ImageDataset
+from waveletflow.data import Crops, ImageDataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, default_config
 from waveletflow.models.io import read_model_meta, write_model_meta
@@ -21,7 +21,8 @@ log = logging.getLogger("waveletflow")
 
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
                 overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0,
-                level_spec: str = "all", preset: str | None = None) -> tuple[str, Any]:
+                level_spec: str = "all", preset: str | None = None, image_size: int | None = None,
+                crop: int | None = None) -> tuple[str, Any]:
     """Create the run folder (``model.json``, ``run.json``), or check that an existing one fits the data.
 
     Args:
@@ -32,6 +33,8 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         n_bits: the model's bit depth (default: the data's).
         seed: stored in ``run.json``; it seeds the initial weights of every later command.
         level_spec: the levels asked for, checked against the model before anything is written.
+        image_size, crop: how ``data`` was prepared (see :func:`~waveletflow.data.load_dataset`), kept in
+            ``run.json`` as the defaults of later commands.
     Returns:
         The model type and config of the run.
     """
@@ -58,7 +61,8 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
     # validate the config and the levels asked for before anything is written
     parse_levels(level_spec, len(build_model(name, config).levels))
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed)
+    run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
+                  image_size=image_size, crop=crop)
     write_model_meta(run.path, name, config)
     return name, config
 
@@ -85,13 +89,19 @@ def parse_levels(spec: str, n_levels: int) -> list[int]:
 
 def split_train_val(data: ImageDataset, val_size: int):
     """The training images and the last ``val_size`` of them held out for validation (arrays, or lazy slices of
-    an image folder)."""
-    n = len(data.x_train)
+    an image folder; crops of both when the data is cropped: random ones are drawn for training)."""
+    images = data.x_train.images if isinstance(data.x_train, Crops) else data.x_train
+    n = len(images)
     if n - val_size < 1:
-        raise UserInputError("the training split is too small to hold out validation images")
-    if isinstance(data.x_train, np.ndarray):
-        return data.x_train[: n - val_size], data.x_train[n - val_size :]
-    return _Subset(data.x_train, 0, n - val_size), _Subset(data.x_train, n - val_size, n)
+        raise UserInputError(f"{data.name} holds {n} training image{'' if n == 1 else 's'}: too few to hold out "
+                             f"{val_size} for validation and train on the rest")
+    if isinstance(images, np.ndarray):
+        train, val = images[: n - val_size], images[n - val_size :]
+    else:
+        train, val = _Subset(images, 0, n - val_size), _Subset(images, n - val_size, n)
+    if isinstance(data.x_train, Crops):
+        return Crops(train, data.x_train.size), Crops(val, data.x_train.size)
+    return train, val
 
 
 class _Subset:
@@ -99,11 +109,18 @@ class _Subset:
 
     def __init__(self, base, start: int, stop: int):
         self.base, self.start, self.stop = base, start, stop
+        self.files = base.files[start:stop] if hasattr(base, "files") else None
 
     def __len__(self) -> int:
         return self.stop - self.start
 
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.base.shape[1:])
+
     def __getitem__(self, idx):
+        if np.isscalar(idx):
+            return self.base[int(idx) + self.start]
         if isinstance(idx, slice):
             idx = np.arange(*idx.indices(len(self)))
         return self.base[np.asarray(idx) + self.start]

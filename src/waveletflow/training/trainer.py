@@ -123,7 +123,7 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
           parallel: int = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
-          preset: str | None = None) -> list[dict[str, Any]]:
+          preset: str | None = None, crop: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
 
     Args:
@@ -133,7 +133,9 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         parallel: train the levels in this many worker processes sharing the cores. The workers are started with
             ``multiprocessing``'s spawn method and receive the dataset: a script that calls ``train`` with
             ``parallel > 1`` must do so under ``if __name__ == "__main__":``.
-        image_size: the image side of a folder dataset.
+        image_size, crop: resize a folder's images to this side; train on random crops of this side (centre
+            crops for validation), pixel values unchanged. A resumed run uses the ones in its ``run.json``
+            unless given.
     """
     opts = opts or TrainOptions()
     if opts.steps is None and opts.time_budget is None:
@@ -142,8 +144,12 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         raise UserInputError("--joint trains its levels together in one process; drop --parallel")
     opts = replace(opts, device=resolve_device(opts.device))
     run = RunDir(run_dir)
-    data = data or load_dataset(data_spec, image_size=image_size)
-    name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed, level_spec, preset)
+    saved = run.data_options() if run.is_model() else {}
+    image_size = image_size if image_size is not None else saved.get("image_size")
+    crop = crop if crop is not None else saved.get("crop")
+    data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
+    name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed, level_spec, preset,
+                               image_size, crop)
     info = run.read_run()
     model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
     levels = parse_levels(level_spec, len(model.levels))

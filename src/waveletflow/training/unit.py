@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from waveletflow.data import random_crop, random_flip
+from waveletflow.data import Crops, random_crop, random_flip
 from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.models.io import load_level_weights, save_level_weights
@@ -131,11 +131,15 @@ class TrainUnit:
 
     # ----- data ------------------------------------------------------------------------------------
     def draw(self, n: int) -> Tensor:
-        """A batch of ``min(n, #images)`` training images: indices, dequantisation noise, flips (if asked for),
-        then the level's crop, drawn in this order from the unit's generator."""
+        """A batch of ``min(n, #images)`` training images: indices, the data's crops (if cropped), dequantisation
+        noise, flips (if asked for), then the level's crop, drawn in this order from the unit's generator."""
         n_train = len(self.train_images)
-        idx = torch.randint(0, n_train, (min(n, n_train),), generator=self.generator).numpy()
-        x = self.model.prepare(self.train_images[np.sort(idx)], self.generator, self.data_bits)
+        idx = np.sort(torch.randint(0, n_train, (min(n, n_train),), generator=self.generator).numpy())
+        if isinstance(self.train_images, Crops):  # random crops of larger images, pixel values unchanged
+            images = self.train_images.random(idx, self.generator)
+        else:
+            images = self.train_images[idx]
+        x = self.model.prepare(images, self.generator, self.data_bits)
         if self.opts.flip:
             x = random_flip(x, self.generator)
         if self.crop is not None:
