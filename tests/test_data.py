@@ -72,7 +72,7 @@ def test_image_folder(tmp_path):
     batch = ds.x_train[np.array([0, 2])]
     assert batch.shape == (2, 16, 16, 3) and batch.dtype == np.uint8
     assert ds.x_test[0].shape == (16, 16, 3)
-    with pytest.raises(ValueError, match="image size"):
+    with pytest.raises(ValueError, match="different sizes"):
         load_dataset(str(tmp_path))
 
 
