@@ -186,3 +186,81 @@ def test_chunked_evaluation_sampling_and_super_resolution_equal_unchunked(monkey
     assert chunked.levels == pytest.approx(whole.levels, abs=1e-5)
     assert torch.allclose(model.sample(5, 0.8, generator=torch.Generator().manual_seed(1)), samples, atol=1e-5)
     np.testing.assert_array_equal(model.super_resolve(low, 0.8, generator=torch.Generator().manual_seed(2)), sr)
+
+
+def test_block_means_are_exact_and_their_noise_has_the_block_means_law():
+    from waveletflow.data import block_means, dequantize_means
+
+    k = torch.randint(0, 256, (3, 2, 32, 32))
+    for steps in (1, 3, 5):
+        f = 2**steps
+        want = k.double().reshape(3, 2, 32 // f, f, 32 // f, f).mean(dim=(3, 5))
+        assert torch.equal(block_means(k, steps), want)
+    g = torch.Generator().manual_seed(0)
+    means = torch.full((20000,), 100.25, dtype=torch.float64)
+    for block in (4, 16, 64, 1024):
+        u = dequantize_means(means, 8, block, g, torch.float64) * 256 - means
+        # the mean of `block` U(0, 1) draws: mean 1/2, variance 1/(12 block), inside [0, 1]
+        assert abs(float(u.mean()) - 0.5) < 4 * (1 / (12 * block * 20000)) ** 0.5
+        assert float(u.var()) == pytest.approx(1 / (12 * block), rel=0.05)
+        assert float(u.min()) >= 0 and float(u.max()) <= 1
+
+
+@pytest.mark.parametrize("convention", ["average", "orthonormal"])
+def test_a_level_trained_from_its_low_pass_sees_what_it_sees_in_the_whole_image(convention):
+    """The input drawn ``steps`` Haar steps down gives each level the terms of the full-resolution image."""
+    from waveletflow.layers.haar import haar
+
+    torch.manual_seed(0)
+    config = waveletflow_config((3, 16, 16), 8, base_size=2, convention=convention,
+                                levels=[{"n_steps": 2, "width": 8}] * 4)
+    model = wavelet_flow(config).double()
+    randomize(model)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    full = model.level_log_probs(x)
+    for level in range(len(model.levels)):
+        steps = model.input_steps([level])
+        low = x
+        for _ in range(steps):
+            low = haar(low, convention)[0]
+        assert torch.allclose(model.level_log_probs(low, [level], steps=steps)[:, 0], full[:, level], atol=1e-9)
+        assert torch.allclose(model.objective([level], low, steps=steps).nll, -full[:, level], atol=1e-9)
+    # prepare(steps) is the convention's low-pass of dequantised images (up to the noise's draw)
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    low = model.prepare(images, torch.Generator().manual_seed(0), steps=2)
+    means = torch.from_numpy(images).permute(0, 3, 1, 2).double().reshape(2, 3, 4, 4, 4, 4).mean(dim=(3, 5))
+    scale = model.low_pass_scale(2)
+    assert torch.all(low / scale * 256 >= means) and torch.all(low / scale * 256 <= means + 1)
+    with pytest.raises(ValueError, match="Haar steps"):
+        model.objective([len(model.levels) - 1], low, steps=2)  # the finest level needs whole-resolution input
+
+
+def test_training_draws_coarse_levels_from_cached_block_means_and_crops_on_whole_blocks(tmp_path, monkeypatch):
+    from waveletflow.rundir import RunDir
+    from waveletflow.training import unit as unit_module
+    from waveletflow.training.options import TrainOptions
+    from waveletflow.training.unit import TrainUnit
+
+    small = {"n_steps": 1, "width": 4}
+    config = waveletflow_config((3, 32, 32), 8, base_size=2, levels=[small] * 4 + [{**small, "crop": 16}])
+    model = wavelet_flow(config)
+    images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    opts = TrainOptions(steps=1, batch_size=4, seed=3)
+
+    def draw(level, n=4):
+        unit = TrainUnit(model, level, RunDir(tmp_path / "r"), opts, images, images[:2], 8)
+        return unit, unit.draw(n)
+
+    cached_unit, cached = draw(2)
+    assert cached_unit._means is not None and cached.shape == (4, 3, 8, 8)  # 2 Haar steps down
+    monkeypatch.setattr(unit_module, "MEANS_CACHE_BYTES", 0)
+    uncached_unit, uncached = draw(2)
+    assert uncached_unit._means is None and torch.equal(cached, uncached)  # the same draw either way
+    # the top level's crop: 16×16 pixels at even positions, so its Haar pairs are the whole image's
+    unit, crops = draw(4, n=6)
+    assert crops.shape == (6, 3, 16, 16) and unit.steps == 0
+    k = torch.floor(crops * 256).to(torch.int64).permute(0, 2, 3, 1).numpy()
+    for crop in k:
+        hits = [(i, y, x) for i in range(6) for y in range(0, 17, 2) for x in range(0, 17, 2)
+                if np.array_equal(images[i, y : y + 16, x : x + 16], crop)]
+        assert hits, "a crop is not an even-aligned window of a training image"

@@ -81,9 +81,9 @@ def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch, caplog):
     real = cls._level_terms
     calls = {"n": 0}
 
-    def flaky(self, x, levels, solver):
+    def flaky(self, x, levels, solver, steps=0):
         calls["n"] += 1
-        out = real(self, x, levels, solver)
+        out = real(self, x, levels, solver, steps)
         if calls["n"] == 3:
             out = {v: t._replace(log_prob=t.log_prob * float("nan")) for v, t in out.items()}
         return out

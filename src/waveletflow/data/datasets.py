@@ -25,6 +25,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 log = logging.getLogger("waveletflow")
 
 
+#: decoded images an :class:`ImageFolder` keeps in memory (bytes; 132 photographs of 1024² take 415 MB)
+IMAGE_CACHE_BYTES = 2 * 1024**3
+
+
 class ImageFolder:
     """Images of a folder read lazily: at their own size (``size`` None; every file must then be ``hw``), or
     resized (shorter side, bicubic) and centre-cropped to ``size``×``size``.
@@ -34,11 +38,15 @@ class ImageFolder:
     be read (see :class:`Crops`).
     """
 
-    def __init__(self, files: list[Path], size: int | None, channels: int = 3, hw: tuple[int, int] | None = None):
+    def __init__(self, files: list[Path], size: int | None, channels: int = 3, hw: tuple[int, int] | None = None,
+                 cache_bytes: int | None = None):
         self.files = list(files)
         self.size = size
         self.channels = channels
         self.hw = (size, size) if size is not None else hw
+        self.cache_bytes = IMAGE_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.files)
@@ -51,7 +59,19 @@ class ImageFolder:
     dtype = np.dtype(np.uint8)
 
     def _read(self, i: int) -> np.ndarray:
-        return read_image(self.files[int(i)], self.channels, self.size)
+        """One decoded image; decoded images are kept in memory up to ``cache_bytes`` in all (read-only)."""
+        i = int(i)
+        image = self._cache.get(i)
+        if image is None:
+            image = read_image(self.files[i], self.channels, self.size)
+            if self._cached_bytes + image.nbytes <= self.cache_bytes:
+                image.setflags(write=False)
+                self._cache[i] = image
+                self._cached_bytes += image.nbytes
+        return image
+
+    def __getstate__(self) -> dict:  # worker processes decode (and cache) their own copies
+        return {**self.__dict__, "_cache": {}, "_cached_bytes": 0}
 
     def __getitem__(self, idx) -> np.ndarray:
         if np.isscalar(idx):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from waveletflow.data import dequantize, quantize, reduce_bits, to_tensor
+from waveletflow.data import block_means, dequantize, dequantize_means, quantize, reduce_bits, to_tensor
 from waveletflow.errors import UserInputError
 from waveletflow.flows import data_dependent_init, standard_normal_logp
 from waveletflow.layers import FlowOutput
@@ -109,7 +109,17 @@ class FlowModel(nn.Module):
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""
         return None
 
-    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None) -> dict[int, LevelTerm]:
+    def input_steps(self, levels: Sequence[int]) -> int:
+        """How many Haar steps below full resolution the input of ``levels`` may be drawn (their terms only need
+        the low-pass there; training draws it directly, see :meth:`prepare`). 0 unless a model type says more."""
+        return 0
+
+    def low_pass_scale(self, steps: int) -> float:
+        """The low-pass, ``steps`` Haar steps down, of an image of ones (1 for block means)."""
+        return 1.0
+
+    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None,
+                     steps: int = 0) -> dict[int, LevelTerm]:
         """Run the flows of ``levels`` (sorted, distinct) on images ``x`` (possibly a crop for one level)."""
         raise NotImplementedError
 
@@ -132,12 +142,12 @@ class FlowModel(nn.Module):
         return list(range(len(self.levels))) if levels is None else sorted(set(int(v) for v in levels))
 
     def level_log_probs(self, x: Tensor, levels: Sequence[int] | None = None,
-                        solver: SolverConfig | None = None) -> Tensor:
+                        solver: SolverConfig | None = None, steps: int = 0) -> Tensor:
         """(N, L) nats of ``levels`` (all by default) for images ``x`` (N, C, H, W) in [0, 1); over all levels
-        the sum is ``log p(x)``."""
+        the sum is ``log p(x)``. ``x`` may be the low-pass ``steps`` Haar steps down (:meth:`input_steps`)."""
         levels = self._levels(levels)
-        self._check_batch(x, levels)
-        terms = self._level_terms(x, levels, solver)
+        self._check_batch(x, levels, steps)
+        terms = self._level_terms(x, levels, solver, steps)
         return torch.stack([terms[v].log_prob for v in levels], dim=1)
 
     def log_prob(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
@@ -145,12 +155,14 @@ class FlowModel(nn.Module):
         self._check_images(x)
         return self.level_log_probs(x, solver=solver).sum(dim=1)
 
-    def objective(self, levels: Sequence[int], x: Tensor, solver: SolverConfig | None = None) -> Objective:
+    def objective(self, levels: Sequence[int], x: Tensor, solver: SolverConfig | None = None,
+                  steps: int = 0) -> Objective:
         """What the trainer minimises for ``levels`` trained together: their summed NLL (N,) nats, the penalties
-        of their continuous flows, and the function evaluations this took."""
+        of their continuous flows, and the function evaluations this took. ``x`` may be the low-pass ``steps``
+        Haar steps down (:meth:`prepare` with ``steps=input_steps(levels)``)."""
         levels = self._levels(levels)
-        self._check_batch(x, levels)
-        terms = self._level_terms(x, levels, solver).values()
+        self._check_batch(x, levels, steps)
+        terms = self._level_terms(x, levels, solver, steps).values()
         nll = -sum(t.log_prob for t in terms)
         reg = x.new_zeros(())
         for t in terms:
@@ -159,12 +171,12 @@ class FlowModel(nn.Module):
                     reg = reg + weight * value.mean()
         return Objective(nll, reg, sum(t.out.nfe for t in terms) if self.continuous else None)
 
-    def initialize(self, levels: Sequence[int], x: Tensor) -> None:
+    def initialize(self, levels: Sequence[int], x: Tensor, steps: int = 0) -> None:
         """Data-dependent initialisation of every ActNorm of ``levels`` from images ``x`` (whole images, or crops
-        of one cropped level), layer by layer in one pass."""
+        of one cropped level; ``steps`` Haar steps down as in :meth:`objective`), layer by layer in one pass."""
         levels = self._levels(levels)
         flows = nn.ModuleList([self.levels[v] for v in levels])
-        data_dependent_init(flows, x, run=lambda: self.level_log_probs(x, levels))
+        data_dependent_init(flows, x, run=lambda: self.level_log_probs(x, levels, steps=steps))
 
     def encode(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
         """(N, D) flat latent, standard normal under the model."""
@@ -172,11 +184,19 @@ class FlowModel(nn.Module):
         terms = self._level_terms(x, self._levels(None), solver)
         return torch.cat([terms[v].out.z.reshape(x.shape[0], -1) for v in sorted(terms)], dim=1)
 
-    def _check_batch(self, x: Tensor, levels: list[int]) -> None:
-        """Whole images, or for one cropped level, crops of the size it trains on."""
+    def _check_batch(self, x: Tensor, levels: list[int], steps: int = 0) -> None:
+        """Whole images, or for one cropped level, crops of the size it trains on; ``steps`` Haar steps down."""
         crop = self.level_crop(levels[0]) if len(levels) == 1 else None
-        if crop is not None and x.dim() == 4 and tuple(x.shape[1:]) == (self.image_shape[0], crop, crop):
+        c, h, w = self.image_shape
+        want = [(c, h >> steps, w >> steps)] + ([] if crop is None else [(c, crop >> steps, crop >> steps)])
+        if steps > self.input_steps(levels):
+            raise UserInputError(f"levels {levels} need their input at most {self.input_steps(levels)} Haar steps "
+                                 f"down, got {steps}")
+        if x.dim() == 4 and tuple(x.shape[1:]) in want:
             return
+        if steps:
+            raise UserInputError(f"this model takes the low-pass {steps} steps down as {want[0]} (C, H, W), "
+                                 f"got {tuple(x.shape)}")
         self._check_images(x)
 
     def _check_images(self, x: Tensor) -> None:
@@ -223,15 +243,33 @@ class FlowModel(nn.Module):
         return quantize(x, self.n_bits).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
 
     def prepare(self, images: np.ndarray | Tensor, generator: torch.Generator | None = None,
-                data_bits: int | None = None) -> Tensor:
-        """uint8 NHWC images → dequantised (N, C, H, W) float tensor on the model's device."""
+                data_bits: int | None = None, steps: int = 0) -> Tensor:
+        """uint8 NHWC images → dequantised (N, C, H, W) float tensor on the model's device; with ``steps``, its
+        low-pass that many Haar steps down (from the block means of the pixels: :meth:`block_means`,
+        :meth:`prepare_means`), which is all that levels of :meth:`input_steps` ≥ ``steps`` need."""
+        if steps:
+            return self.prepare_means(self.block_means(images, steps, data_bits), steps, generator)
         k = to_tensor(images)
         if data_bits is not None and data_bits != self.n_bits:
             k = reduce_bits(k, data_bits, self.n_bits)
         p = next(self.parameters())
-        x = dequantize(k, self.n_bits, generator, dtype=p.dtype).to(p.device)
-        self._check_images(x)
-        return x
+        return dequantize(k, self.n_bits, generator, dtype=p.dtype).to(p.device)
+
+    def block_means(self, images: np.ndarray | Tensor, steps: int, data_bits: int | None = None) -> Tensor:
+        """uint8 NHWC images → the mean pixel value (at the model's bit depth) of every 2^steps × 2^steps block,
+        (N, C, H/2^steps, W/2^steps) float64 on the CPU: what :meth:`prepare_means` dequantises."""
+        k = to_tensor(images)
+        if data_bits is not None and data_bits != self.n_bits:
+            k = reduce_bits(k, data_bits, self.n_bits)
+        return block_means(k, steps)
+
+    def prepare_means(self, means: Tensor, steps: int, generator: torch.Generator | None = None) -> Tensor:
+        """Block means (:meth:`block_means`) → the low-pass ``steps`` Haar steps down of the dequantised images,
+        on the model's device (the block mean of the dequantisation noise drawn as :func:`dequantize_means`
+        says)."""
+        p = next(self.parameters())
+        x = dequantize_means(means, self.n_bits, 4**steps, generator, dtype=torch.float64)
+        return (x * self.low_pass_scale(steps)).to(device=p.device, dtype=p.dtype)
 
     @torch.no_grad()
     def bits_per_dim(self, images: np.ndarray | Tensor, levels: Sequence[int] | None = None,
@@ -260,6 +298,7 @@ class FlowModel(nn.Module):
         try:
             for start in range(0, n, batch_size):
                 x = self.prepare(images[start : start + batch_size], gen, data_bits)
+                self._check_images(x)
                 terms = self._level_terms(x, levels, solver)
                 lp = torch.stack([terms[v].log_prob for v in levels], dim=1).double().cpu()
                 totals += level_bits_per_dim(lp, dims, self.n_bits).sum(dim=0) * (sum(dims) / self.num_dims)

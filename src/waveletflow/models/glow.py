@@ -37,7 +37,8 @@ class Glow(FlowModel):
     def level_names(self) -> list[str]:
         return ["glow"]
 
-    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None) -> dict[int, LevelTerm]:
+    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None,
+                     steps: int = 0) -> dict[int, LevelTerm]:
         return {0: standard_level_term(self.flow.transform(x, None, solver))}
 
     def decode(self, z: Tensor, solver: SolverConfig | None = None) -> Tensor:

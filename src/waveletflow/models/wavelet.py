@@ -73,11 +73,17 @@ class WaveletModel(FlowModel):
         return self.crops[level]
 
     # ----- the decomposition, written once -----------------------------------------------------------
-    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None) -> dict[int, LevelTerm]:
-        """Haar steps from ``x`` down to the coarsest level asked for, running each asked level's flow."""
+    def input_steps(self, levels: Sequence[int]) -> int:
+        """Levels up to ℓ need only the low-pass that level ℓ refines: ``L − ℓ`` steps below the image."""
+        return len(self.levels) - 1 - max(levels)
+
+    def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None,
+                     steps: int = 0) -> dict[int, LevelTerm]:
+        """Haar steps from ``x`` (``steps`` below full resolution) down to the coarsest level asked for, running
+        each asked level's flow."""
         terms: dict[int, LevelTerm] = {}
         low = x
-        for level in range(len(self.levels) - 1, max(min(levels), 1) - 1, -1):  # fine to coarse
+        for level in range(len(self.levels) - 1 - steps, max(min(levels), 1) - 1, -1):  # fine to coarse
             low, detail, haar_logdet = haar(low, self.convention)
             if level in levels:
                 terms[level] = standard_level_term(self.levels[level].transform(detail, low, solver), haar_logdet)
@@ -128,7 +134,7 @@ class WaveletModel(FlowModel):
         first = self.sizes.index(size) + 1
         p = next(self.parameters())
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
-        x = target * self._low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
+        x = target * self.low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
         z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
         step = self.chunk_size()  # a few full-size images at a time
         return np.concatenate([
@@ -136,7 +142,7 @@ class WaveletModel(FlowModel):
                                             target[i : i + step], 1.0 - 1e-6))
             for i in range(0, k.shape[0], step)])
 
-    def _low_pass_scale(self, steps: int) -> float:
+    def low_pass_scale(self, steps: int) -> float:
         """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""
         low = torch.ones(1, 1, 2**steps, 2**steps, dtype=torch.float64)
         for _ in range(steps):

@@ -67,7 +67,7 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     while not stop(unit.step):
         lr = unit.set_lr(stop.progress(unit.step))
         x = next(batches)
-        nll, reg, nfe = model.objective(unit.levels, x)
+        nll, reg, nfe = model.objective(unit.levels, x, steps=unit.steps)
         loss = nll.mean() / (unit.dims * LN2) + reg
         unit.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):

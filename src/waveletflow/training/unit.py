@@ -22,6 +22,9 @@ from waveletflow.training.options import TrainOptions
 
 log = logging.getLogger("waveletflow")
 
+#: the block means of a unit's training images are kept in memory up to this size (bytes)
+MEANS_CACHE_BYTES = 1024**3
+
 
 class TrainUnit:
     """Levels trained by one optimiser (Adam or Adamax) on their summed NLL (Yu et al. 2020 train each level on its own;
@@ -67,6 +70,9 @@ class TrainUnit:
         c, h, w = model.image_shape
         # dimensions of a training example (a crop of the level's bands for a cropped level)
         self.dims = sum(model.level_dims[v] for v in self.levels) * ((self.crop**2 / (h * w)) if self.crop else 1.0)
+        # the levels' input is drawn this many Haar steps below full resolution (block means of the pixels)
+        self.steps = model.input_steps(self.levels)
+        self._means: Tensor | None = None  # block means of every training image (whole-image coarse levels)
 
     # ----- start or resume ---------------------------------------------------------------------------
     def open(self) -> TrainUnit:
@@ -127,24 +133,48 @@ class TrainUnit:
                 fresh.append(level)
         if not fresh:
             return
-        self.model.initialize(fresh, self.draw(self.opts.init_batch))
+        self.model.initialize(fresh, self.draw(self.opts.init_batch), steps=self.steps)
 
     # ----- data ------------------------------------------------------------------------------------
     def draw(self, n: int) -> Tensor:
-        """A batch of ``min(n, #images)`` training images: indices, the data's crops (if cropped), dequantisation
-        noise, flips (if asked for), then the level's crop, drawn in this order from the unit's generator."""
+        """A batch of ``min(n, #images)`` training inputs of the unit's levels, drawn in this order from the
+        unit's generator: indices, the data's crops (if cropped), the level's crop (of the pixels, at positions
+        that keep its Haar blocks whole, so its coefficients are those of the whole image), dequantisation noise,
+        flips (if asked for). The input is the low-pass ``self.steps`` Haar steps down (:meth:`FlowModel.prepare`);
+        for whole images the block means of every training image are computed once and kept."""
         n_train = len(self.train_images)
         idx = np.sort(torch.randint(0, n_train, (min(n, n_train),), generator=self.generator).numpy())
-        if isinstance(self.train_images, Crops):  # random crops of larger images, pixel values unchanged
-            images = self.train_images.random(idx, self.generator)
+        if self.steps and self.crop is None and self._cache_means():
+            x = self.model.prepare_means(self._means[torch.from_numpy(idx)], self.steps, self.generator)
         else:
-            images = self.train_images[idx]
-        x = self.model.prepare(images, self.generator, self.data_bits)
+            if isinstance(self.train_images, Crops):  # random crops of larger images, pixel values unchanged
+                images = self.train_images.random(idx, self.generator)
+            else:
+                images = self.train_images[idx]
+            if self.crop is not None:
+                k = random_crop(torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2), self.crop, self.generator,
+                                align=2 ** (self.steps + 1))
+                images = k.permute(0, 2, 3, 1)
+            x = self.model.prepare(images, self.generator, self.data_bits, steps=self.steps)
         if self.opts.flip:
             x = random_flip(x, self.generator)
-        if self.crop is not None:
-            x = random_crop(x, self.crop, self.generator)
         return x
+
+    def _cache_means(self) -> bool:
+        """Compute (once) the block means of every training image at the levels' input size, if they fit in
+        :data:`MEANS_CACHE_BYTES`; False when they would not (or the data is random crops)."""
+        if self._means is not None:
+            return True
+        if isinstance(self.train_images, Crops):
+            return False
+        _, h, w, c = self.train_images.shape
+        n = len(self.train_images)
+        if n * c * (h >> self.steps) * (w >> self.steps) * 8 > MEANS_CACHE_BYTES:
+            return False
+        chunk = max(1, 2**26 // (h * w * c))
+        self._means = torch.cat([self.model.block_means(self.train_images[np.arange(i, min(n, i + chunk))],
+                                                        self.steps, self.data_bits) for i in range(0, n, chunk)])
+        return True
 
     def batches(self) -> Iterator[Tensor]:
         """Training batches of ``opts.batch_size``, drawn when asked for."""
