@@ -80,7 +80,8 @@ class NormflowsGlow:
     """The peer library's Glow with the same training loop settings as ours."""
 
     def __init__(self, image_shape, n_scales: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
-                 batch_size: int, lr: float = 1e-3, warmup: int = 200, grad_clip: float = 50.0, seed: int = 0):
+                 batch_size: int, lr: float = 1e-3, warmup: int = 200, grad_clip: float = 50.0, seed: int = 0,
+                 keep_best_every: int | None = None):
         torch.manual_seed(seed)
         self.name = "normflows Glow"
         self.model = normflows_glow(image_shape, n_scales, n_steps, hidden).to(device)
@@ -92,6 +93,9 @@ class NormflowsGlow:
         self.trained_s = 0.0
         self.dims = math.prod(image_shape)
         self.n_val = min(1000, max(1, len(data.x_train) // 10))  # the same held-out part our trainer keeps
+        # like our trainer's keep_best: validate every this many steps, test with the best validation's weights
+        self.keep_best_every = keep_best_every
+        self.best: tuple[float, dict] | None = None
 
     def params(self) -> int:
         return count_params(self.model)
@@ -116,10 +120,29 @@ class NormflowsGlow:
             if torch.isfinite(gn):
                 self.opt.step()
             self.step += 1
+            if self.keep_best_every and self.step % self.keep_best_every == 0:
+                self._validate()
+        if self.keep_best_every:
+            self._validate()
         self.trained_s += time.perf_counter() - t0
 
+    def _validate(self) -> None:
+        n = len(self.data.x_train)
+        val = self.test_bpd(self.data.x_train[np.arange(n - self.n_val, n)])
+        if self.best is None or val < self.best[0]:
+            self.best = (val, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        self.model.train()
+
     @torch.no_grad()
-    def test_bpd(self, images: np.ndarray, batch_size: int = 256) -> float:
+    def test_bpd(self, images: np.ndarray, batch_size: int = 256, best: bool = False) -> float:
+        """Bits/dim of ``images``; with ``best`` (and validation on), with the best validation's weights."""
+        if best and self.best is not None:
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best[1])
+            try:
+                return self.test_bpd(images, batch_size)
+            finally:
+                self.model.load_state_dict(current)
         self.model.eval()
         gen = torch.Generator().manual_seed(0)
         total = 0.0

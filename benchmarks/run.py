@@ -36,7 +36,7 @@ from waveletflow.models import build_model, default_config, waveletflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
-DATASETS = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
+DATASETS = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz", "photos": "photos/photos512"}
 
 
 def machine() -> str:
@@ -56,11 +56,17 @@ def machine() -> str:
 
 # ----- 1. time to quality --------------------------------------------------------------------------
 def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
-                    wf_parallel: int, batch_size: int) -> dict:
+                    wf_parallel: int, batch_size: int, image_size: int | None = None,
+                    keep_best_every: int | None = None) -> dict:
+    """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
+    its images resized to ``image_size`` if given), test bits/dim after each chunk. With ``keep_best_every``
+    every model validates that often and is tested with its best validation's weights (early stopping, for
+    small datasets)."""
+    options = {} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every}
     path = SHARED / DATASETS[name]
-    if not path.is_file():
+    if not path.exists():
         return {"dataset": name, "skipped": f"{path} not found"}
-    data = load_dataset(str(path))
+    data = load_dataset(str(path), image_size=image_size)
     test = data.x_test[:test_images]
     shape = data.image_shape
     wf_cfg = waveletflow_default(shape, 8)
@@ -68,25 +74,29 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target) for name, (model_type, _, _) in GLOWS.items()}
     nf_scales, nf_steps = glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
     hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
-    runs = out / "runs" / name
+    runs = out / "runs" / (name if image_size is None else f"{name}{image_size}")
     shutil.rmtree(runs, ignore_errors=True)
     contenders = [
         Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
-             wf_parallel),
-        *(Ours(name, model_type, glow_cfgs[name], runs / model_type, data, str(path), device, batch_size)
-          for name, (model_type, _, _) in GLOWS.items()),
+             wf_parallel, options=options),
+        *(Ours(name, model_type, glow_cfgs[name], runs / model_type, data, str(path), device, batch_size,
+               options=options) for name, (model_type, _, _) in GLOWS.items()),
     ]
     try:
-        contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size))
+        contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size,
+                                        keep_best_every=keep_best_every))
     except ImportError:
         print("note: normflows is not installed (pip install normflows); its Glow is left out", file=sys.stderr)
-    result = {"dataset": name, "budget_s": budget, "test_images": len(test), "models": []}
+    if image_size is not None:
+        name = f"{name}{image_size}"
+    result = {"dataset": name, "budget_s": budget, "test_images": len(test), "batch": batch_size,
+              "keep_best_every": keep_best_every, "models": []}
     for c in contenders:
         params = c.params()
         curve = []
         for i in range(points):
             c.train_for(budget / points)
-            bpd = c.test_bpd(test)
+            bpd = c.test_bpd(test, best=True) if isinstance(c, NormflowsGlow) else c.test_bpd(test)
             curve.append({"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)})
             print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
         result["models"].append({"name": c.name, "params": params, "param_ratio": round(params / target, 3),
@@ -196,18 +206,23 @@ def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: 
 # ----- 3. memory -----------------------------------------------------------------------------------
 MEMORY_PROBE = r"""
 import json, os, sys, threading, time, torch
-from waveletflow.models import build_model, glow_config, waveletflow_config
+from waveletflow.models import build_model, default_config, waveletflow_config
 size, what, level, crop, batch, device = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 shape = (3, size, size)
-if what == "glow":
-    model = build_model("glow", glow_config(shape, 8)).to(device)
+steps = 0
+if what != "wf":  # glow or glow-residual, whole images
+    model = build_model(what, default_config(what, shape, 8)).to(device)
     fn = lambda v: -model.log_prob(v)
-else:  # with a crop, the level as configured for patch-wise training
+else:  # crop -1: the level as the preset configures it; 0: on whole images; > 0: on crops of that side
     cfg = waveletflow_config(shape, 8)
-    levels = [{**lc.to_dict(), "crop": crop or None} if i == level else lc.to_dict() for i, lc in enumerate(cfg.levels)]
+    levels = [lc.to_dict() for lc in cfg.levels]
+    if crop >= 0:
+        levels[level]["crop"] = crop or None
     model = build_model("waveletflow", waveletflow_config(shape, 8, levels=levels)).to(device)
-    fn = lambda v: model.objective([level], v).nll
-side = crop or size
+    crop = model.level_crop(level) or 0
+    steps = model.input_steps([level])  # as training draws it: the low-pass the level refines
+    fn = lambda v: model.objective([level], v, steps=steps).nll
+side = (crop or size) >> steps
 x = torch.rand(batch, 3, side, side, device=device)
 page = os.sysconf("SC_PAGE_SIZE")
 def rss():
@@ -249,10 +264,10 @@ def memory(sizes: list[int], batch: int, device: str, cap_gb: float) -> list[dic
     for size in sizes:
         wf = build_model("waveletflow", waveletflow_config((3, size, size), 8))
         n = len(wf.levels)
-        per_level = [_probe(size, "wf", lv, 0, batch, device) for lv in range(n)]
+        per_level = [_probe(size, "wf", lv, 0, batch, device) for lv in range(n)]  # every level on whole images
         top_patch = _probe(size, "wf", n - 1, size // 2, batch, device)
         patched = per_level[:-1] + [top_patch]
-        glow = _probe(size, "glow", 0, 0, batch, device) if glow_fits else None
+        glow = _probe(size, "glow-residual", 0, 0, batch, device) if glow_fits else None
         if glow is None or glow > cap_gb * 2**30:
             glow_fits = False
         row = {"size": size, "batch": batch,
@@ -264,6 +279,41 @@ def memory(sizes: list[int], batch: int, device: str, cap_gb: float) -> list[dic
         print(f"[memory] {size} px: Wavelet Flow max level {row['wavelet_flow_max_level_mb']} MB "
               f"(patches {row['wavelet_flow_patch_max_level_mb']} MB), Glow {row['glow_mb']} MB", flush=True)
     return rows
+
+
+def highres_memory(side: int, batch: int, glow_sizes: list[int], device: str, cap_gb: float) -> dict:
+    """Peak memory of one training step of every level of the ``side`` px preset as it trains (its crops, its
+    input drawn at its own resolution), and of both Glows on whole images of ``glow_sizes`` at the same batch.
+    A Glow whose measured peak at the previous size, times the pixel ratio, passes ``cap_gb`` is not attempted:
+    its row gives that extrapolation."""
+    model = build_model("waveletflow", waveletflow_config((3, side, side), 8))
+    names = model.level_names()
+    levels = []
+    for lv in range(len(model.levels)):
+        peak = _probe(side, "wf", lv, -1, batch, device)
+        levels.append({"level": lv, "name": names[lv], "crop": model.level_crop(lv), "mb": _mb(peak)})
+        print(f"[highres memory] {side} px level {lv}: {levels[-1]['mb']} MB", flush=True)
+    glows = []
+    for model_type in ("glow", "glow-residual"):
+        prev = None
+        for size in glow_sizes:
+            row = {"model": model_type, "size": size, "mb": None, "extrapolated_mb": None}
+            guess = None if prev is None else prev[1] * (size / prev[0]) ** 2
+            if guess is not None and guess > cap_gb * 2**30:
+                row["extrapolated_mb"] = _mb(guess)
+                row["note"] = f"not attempted: {guess / 2**30:.1f} GB extrapolated from {prev[0]} px exceeds {cap_gb:g} GB"
+            else:
+                peak = _probe(size, model_type, 0, 0, batch, device)
+                row["mb"] = _mb(peak)
+                if peak is None:
+                    row["note"] = "failed to allocate"
+                    if guess is not None:
+                        row["extrapolated_mb"] = _mb(guess)
+                else:
+                    prev = (size, peak)
+            glows.append(row)
+            print(f"[highres memory] {model_type} {size} px: {row['mb']} MB {row.get('note', '')}", flush=True)
+    return {"side": side, "batch": batch, "levels": levels, "glow": glows}
 
 
 def _mb(b):
@@ -304,7 +354,9 @@ def markdown(res: dict) -> str:
         if "skipped" in t:
             lines.append(f"{t['dataset']}: skipped ({t['skipped']})\n")
             continue
-        lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, {t['test_images']} test images)", "",
+        extra = "" if not t.get("keep_best_every") else f", best validation kept (every {t['keep_best_every']} steps)"
+        lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, batch "
+                  f"{t.get('batch', 64)}, {t['test_images']} test images{extra})", "",
                   "| model | parameters | test bits/dim at the end | bits/dim along the budget |", "| --- | --- | --- | --- |"]
         for m in t["models"]:
             along = ", ".join(f"{p['test_bpd']:.3f}" for p in m["curve"])
@@ -332,6 +384,19 @@ def markdown(res: dict) -> str:
                   "| --- | --- | --- | --- |"]
         lines += [f"| {r['size']} | {r['wavelet_flow_max_level_mb']} | {r['wavelet_flow_patch_max_level_mb']} | "
                   f"{r['glow_mb'] if r['glow_mb'] is not None else 'does not fit'} |" for r in res["memory"]]
+        lines.append("")
+    if res.get("highres_memory"):
+        h = res["highres_memory"]
+        lines += [f"### Peak memory of one training step at {h['side']} px (MB, batch {h['batch']})", "",
+                  "| model | level | trains on | MB |", "| --- | --- | --- | --- |"]
+        for r in h["levels"]:
+            where = "whole images" if r["crop"] is None else f"{r['crop']} px crops"
+            lines.append(f"| Wavelet Flow {h['side']}x{h['side']} | {r['level']}: {r['name']} | {where} | "
+                         f"{r['mb'] if r['mb'] is not None else 'failed'} |")
+        for r in h["glow"]:
+            mb = r["mb"] if r["mb"] is not None else f"— ({r.get('note', '')}; extrapolated {r['extrapolated_mb']})"
+            lines.append(f"| {'Glow' if r['model'] == 'glow' else 'Glow (residual coupling)'} | whole model | "
+                         f"{r['size']} px images | {mb} |")
         lines.append("")
     if res["sampling"]:
         lines += ["### Sampling latency (s, median)", "", "| samples | model | seconds |", "| --- | --- | --- |"]
@@ -361,6 +426,15 @@ def main(argv=None) -> int:
     p.add_argument("--ablation-budget", type=float, help="seconds per ablation run (default 10 min full, 10 s quick)")
     p.add_argument("--ablation-variants", help="comma list of variant numbers to run (default: all)")
     p.add_argument("--seeds", type=int, help="runs per ablation variant (default 2 full, 1 quick)")
+    p.add_argument("--highres", action="store_true",
+                   help="only the high-resolution sections: time to quality on the photos at --highres-sizes "
+                        "and the memory of every level of the 1024 px preset against Glow at 256-1024 px")
+    p.add_argument("--highres-sizes", default="64,256", help="image sides for the photos' time to quality")
+    p.add_argument("--highres-budget", help="comma list: seconds per model at each size (default 600,1200 full)")
+    p.add_argument("--highres-batch", help="comma list: batch size at each size (default 64,16)")
+    p.add_argument("--keep-best-every", type=int, default=100,
+                   help="high-resolution runs: every model validates this often (steps) and is tested with its "
+                        "best validation's weights (0: off)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)  # normflows calls a deprecated torch.lu
@@ -376,6 +450,19 @@ def main(argv=None) -> int:
            "memory": [], "sampling": []}
     t0 = time.perf_counter()
     ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    if a.highres:
+        sizes = ints(a.highres_sizes)
+        budgets = [float(v) for v in (a.highres_budget or ("600,1200" if full else "20,20")).split(",")]
+        batches = ints(a.highres_batch or "64,16")
+        if "quality" not in skip:
+            for size, hb, bs in zip(sizes, budgets, batches):
+                res["time_to_quality"].append(time_to_quality(
+                    "photos", hb, points, a.test_images or 10**9, a.device, out, a.wf_parallel, bs, image_size=size,
+                    keep_best_every=a.keep_best_every))
+        if "memory" not in skip:
+            res["highres_memory"] = highres_memory(1024 if full else 128, 4, [256, 512, 1024] if full else [64, 128],
+                                                   a.device, a.memory_cap_gb)
+        skip |= {"quality", "levers", "throughput", "memory", "sampling"}
     if "quality" not in skip:
         for name in a.datasets.split(","):
             res["time_to_quality"].append(time_to_quality(
@@ -400,8 +487,9 @@ def main(argv=None) -> int:
         cases = [tuple(int(v) for v in c.split(":")) for c in (a.sampling_cases or "32:64,256:1").split(",")]
         res["sampling"] = sampling_latency(cases, 3 if full else 1, a.device)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
-    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(res))
+    stem = "results_highres" if a.highres else "results"  # the high-resolution sections have files of their own
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(res))
     print(markdown(res))
     return 0
 

@@ -370,3 +370,40 @@ def test_gain_schedule_ends_every_level_with_the_decay(tmp_path):
         lrs = [float(r[5]) for r in rows]
         assert max(lrs) == pytest.approx(o.lr)  # trained at the full rate before the decay
         assert lrs[-1] < 0.5 * o.lr  # and ended on the decay, whichever level had the last slices
+
+
+def test_keep_best_saves_the_weights_of_the_best_validation(tmp_path, monkeypatch):
+    """With keep_best the weights file holds the parameters of the lowest validation, across a resume, while
+    training goes on from the current ones."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from waveletflow.models.wavelet import WaveletModel
+
+    data = load_dataset("digits")
+    figures = iter([5.0, 3.0, 4.0, 6.0, 2.5, 7.0])  # validations at steps 2, 4, 6 | 8, 10, 12
+    monkeypatch.setattr(WaveletModel, "bits_per_dim", lambda self, *a, **k: SimpleNamespace(own=[next(figures)]))
+    snapshots = {}
+    real = TrainUnit.validate
+
+    def validate(self):  # what the averaged weights were at each validation
+        with self.averaged():
+            snapshots[self.step] = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        return real(self)
+
+    monkeypatch.setattr(TrainUnit, "validate", validate)
+    o = dict(batch_size=8, init_batch=8, eval_every=2, val_images=20, keep_best=True, progress=False, curves=False)
+    res = train(tmp_path / "r", "digits", "waveletflow", "0", 1, TrainOptions(steps=6, **o), dict(TINY_WF), data=data)
+    assert res[0]["val_bpd"] == 3.0 and res[0]["best_step"] == 4 and res[0]["last_val_bpd"] == 4.0
+    run = RunDir(tmp_path / "r")
+    saved = load_file(run.weights_file(0))
+    matching = [k for k in snapshots[4] if k in saved]
+    assert matching and all(torch.equal(saved[k], snapshots[4][k]) for k in matching)
+    assert not all(torch.equal(saved[k], snapshots[6][k]) for k in matching)
+    assert run.read_state(0)["val_bpd"] == 3.0 and run.read_state(0)["best_step"] == 4
+    res = train(tmp_path / "r", "digits", "waveletflow", "0", 1, TrainOptions(steps=12, **o), dict(TINY_WF), data=data)
+    # resumed: the best (3.0 at step 4) is remembered; 2.5 at step 10 beats it, 7.0 at step 12 does not
+    assert res[0]["val_bpd"] == 2.5 and res[0]["best_step"] == 10
+    saved = load_file(run.weights_file(0))
+    assert all(torch.equal(saved[k], snapshots[10][k]) for k in matching)

@@ -36,3 +36,27 @@ def level_bits_per_dim(level_log_probs: Tensor, level_dims: Sequence[int], n_bit
     dims = torch.as_tensor(list(level_dims), dtype=level_log_probs.dtype, device=level_log_probs.device)
     # each level's own bits/dim, weighted by its share of the image's dimensions
     return bits_per_dim(level_log_probs, dims, n_bits) * (dims / dims.sum())
+
+
+def psnr(a: Tensor, b: Tensor, max_value: float = 255.0) -> Tensor:
+    """Peak signal-to-noise ratio (dB) of each image of ``a`` against ``b`` (N, C, H, W, pixel values):
+    ``10·log10(max² / MSE)``, infinite for identical images.
+
+    >>> float(psnr(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 255.0)))
+    0.0
+    """
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(dim=1)
+    return 10 * torch.log10(max_value**2 / mse)
+
+
+def ssim(a: Tensor, b: Tensor, max_value: float = 255.0) -> Tensor:
+    """Structural similarity of each image of ``a`` against ``b`` (N, C, H, W, pixel values): Wang et al.
+    (2004) with an 11×11 Gaussian window of σ 1.5, K1 0.01, K2 0.03, averaged over pixels and channels, as
+    torchmetrics computes it (``pip install torchmetrics``)."""
+    try:
+        from torchmetrics.functional.image import structural_similarity_index_measure
+    except ImportError:
+        from waveletflow.errors import UserInputError
+
+        raise UserInputError("SSIM needs torchmetrics: pip install torchmetrics") from None
+    return structural_similarity_index_measure(a.double(), b.double(), data_range=max_value, reduction="none")

@@ -1,4 +1,4 @@
-"""The ``waveletflow`` command line: train, evaluate, sample, super-resolve, info, pyramid, demo."""
+"""The ``waveletflow`` command line: train, evaluate, sample, super-resolve, superres-eval, info, pyramid, demo."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, help="train on random CROP×CROP crops of the images, pixel values unchanged "
                                             "(centre crops for validation); the model is made for that size")
     p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
+    p.add_argument("--keep-best", action="store_true", default=None,
+                   help="each level keeps the weights of its best validation (early stopping: for small datasets, "
+                        "whose coarse levels see few distinct images and overfit)")
     p.add_argument("--eval-every", type=int, help=f"validation every this many steps (default {d('eval_every')})")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -110,9 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("super-resolve", help="sample a full-size image whose low-pass is the input")
     _add_run_io(p, "PNG file")
     p.add_argument("--input", required=True, help="PNG at one of the model's level sizes")
+    p.add_argument("--size", type=int, help="stop at this level height (default: the model's full size)")
+    p.add_argument("--downsample", type=int, metavar="F",
+                   help="the input is a full-size image: reduce it F times (block means) first, and write the "
+                        "low-res input (enlarged), the super-resolution and the original side by side")
+
+    p = sub.add_parser("superres-eval", help="PSNR and SSIM of super-resolution against bicubic and Lanczos")
+    p.add_argument("run")
+    p.add_argument("--data", required=True, help="test images at one of the model's level sizes")
+    p.add_argument("--factor", default="2,4", help="comma list of upscaling factors (default 2,4)")
+    p.add_argument("--draws", type=int, default=4, help="draws averaged for the mean (default 4)")
+    p.add_argument("--temperature", default="1,0.5", help="comma list of temperatures (default 1,0.5)")
+    p.add_argument("--limit", type=int, help="the first N test images")
+    p.add_argument("--image-size", type=int, help="resize a folder's images to this side first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     p = sub.add_parser("info", help="model type, sizes, parameters and training state per level")
-    p.add_argument("run")
+    p.add_argument("run", help="a run folder, or a preset name (e.g. 1024x1024) to describe its model")
+    p.add_argument("--channels", type=int, default=3, help="image channels, for a preset (default 3)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("pyramid", help="write the Haar pyramid of a few images as a PNG")
@@ -150,11 +170,13 @@ def _setup_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from waveletflow.cli.commands import cmd_evaluate, cmd_info, cmd_sample, cmd_super_resolve, cmd_train
+    from waveletflow.cli.commands import (
+        cmd_evaluate, cmd_info, cmd_sample, cmd_super_resolve, cmd_superres_eval, cmd_train,
+    )
     from waveletflow.cli.demo import cmd_demo, cmd_pyramid
 
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "super-resolve": cmd_super_resolve,
-                "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
+                "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:

@@ -10,7 +10,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.rundir import RunDir
 
 #: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
-_OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "eval_every", "joint",
+_OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "keep_best", "eval_every", "joint",
                  "optimizer", "ema", "decay", "schedule")
 
 
@@ -158,23 +158,84 @@ def cmd_super_resolve(a) -> int:
 
     from waveletflow.images import from_display, read_image, save_png, to_display
 
+    import numpy as np
+
+    from waveletflow.superres import box_downsample
+
     model, solver = _load(a)
     dmax = display_max(model)
-    low = from_display(read_image(a.input, model.image_shape[0]), dmax)[None]
+    image = from_display(read_image(a.input, model.image_shape[0]), dmax)[None]
+    low = image
+    if a.downsample is not None:
+        if a.downsample < 2:
+            raise UserInputError(f"--downsample must be at least 2, got {a.downsample}")
+        low = box_downsample(image, a.downsample)
     gen = torch.Generator().manual_seed(a.seed)
-    high = model.super_resolve(low, _temperature(a.temperature), generator=gen, solver=solver)
-    save_png(a.out, to_display(high[0], dmax))
-    print(f"wrote {high.shape[2]}x{high.shape[1]} image to {a.out}")
+    t0 = time.perf_counter()
+    high = model.super_resolve(low, _temperature(a.temperature), generator=gen, solver=solver, size=a.size)
+    seconds = time.perf_counter() - t0
+    out = high[0]
+    if a.downsample is not None:
+        f = out.shape[0] // low.shape[1]
+        enlarged = low[0].repeat(f, axis=0).repeat(f, axis=1)
+        if image.shape[1:3] == out.shape[:2]:
+            out = np.concatenate([enlarged, out, image[0]], axis=1)
+        else:
+            out = np.concatenate([enlarged, out], axis=1)
+    save_png(a.out, to_display(out, dmax))
+    print(f"wrote {high.shape[2]}x{high.shape[1]} super-resolution of a {low.shape[2]}x{low.shape[1]} image to "
+          f"{a.out} in {seconds:.1f} s" + (" (low-res input enlarged | super-resolution | original)"
+                                          if out is not high[0] else ""))
     return 0
 
 
-def cmd_info(a) -> int:
-    from waveletflow.models import load
+def cmd_superres_eval(a) -> int:
+    import numpy as np
 
-    model = load(a.run, allow_untrained=True)
-    run = RunDir(a.run)
+    from waveletflow.data import load_dataset
+    from waveletflow.superres import markdown, superres_eval
+
+    model, _ = _load_plain(a)
+    data = load_dataset(a.data, image_size=a.image_size)
+    images = data.x_test
+    if a.limit is not None:
+        if a.limit < 1:
+            raise UserInputError("--limit must be at least 1")
+        images = images[: a.limit]
+    images = images[np.arange(len(images))] if not isinstance(images, np.ndarray) else images
+    try:
+        factors = [int(v) for v in a.factor.split(",")]
+        temps = [float(v) for v in a.temperature.split(",")]
+    except ValueError:
+        raise UserInputError("--factor and --temperature take numbers separated by commas") from None
+    if any(not t >= 0 for t in temps):
+        raise UserInputError("--temperature must not be negative")
+    rows = superres_eval(model, images, factors, a.draws, temps, a.seed)
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    print(markdown(rows, f"{a.run} on {a.data} ({len(images)} test images of {images.shape[2]}x{images.shape[1]})"))
+    return 0
+
+
+def _load_plain(a):
+    a.ode_solver = a.ode_tol = None
+    return _load(a)
+
+
+def cmd_info(a) -> int:
+    from waveletflow.models import build_model, load, waveletflow_config
+    from waveletflow.models.config import PRESETS
+
+    if a.run in PRESETS and not Path(a.run).exists():  # a preset's model, before any training
+        side = int(a.run.split("x")[0])
+        model = build_model("waveletflow", waveletflow_config((a.channels, side, side), 8, preset=a.run))
+        run = None
+    else:
+        model = load(a.run, allow_untrained=True)
+        run = RunDir(a.run)
     info = model.describe()
-    for lv in info["levels"]:
+    for lv in info["levels"] if run is not None else []:
         try:
             state = run.read_state(lv["level"])
         except UserInputError as exc:
@@ -191,14 +252,16 @@ def cmd_info(a) -> int:
     if conv:
         print(f"Haar convention: {conv}")
     try:
-        prepared = run.data_options()
+        prepared = run.data_options() if run is not None else {}
     except UserInputError:  # a corrupt run.json: the model is still described
         prepared = {}
     if prepared:
         how = {"image_size": "resized to {v}x{v}", "crop": "{v}x{v} crops (random in training, centred in evaluation)"}
         print("images: " + ", ".join(how[k].format(v=v) for k, v in prepared.items()))
     for lv in info["levels"]:
-        print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {_state_text(lv)}")
+        text = _state_text(lv) if run is not None else (
+            "whole images" if lv.get("crop") is None else f"trains on {lv['crop']}x{lv['crop']} crops")
+        print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {text}")
     return 0
 
 

@@ -173,13 +173,15 @@ def _digits() -> ImageDataset:
     return ImageDataset("digits", x[:1500], x[1500:], n_bits=5, max_value=16, info={"labels": table[:, 64]})
 
 
-def _npz(path: Path) -> ImageDataset:
+def _npz(path: Path, prefix: str | None = None) -> ImageDataset:
+    train_key, test_key = (f"{prefix}_train", f"{prefix}_test") if prefix else ("x_train", "x_test")
     try:
         with np.load(path) as f:
             keys = set(f.files)
-            if not {"x_train", "x_test"} <= keys:
-                raise UserInputError(f"{path}: an .npz dataset needs arrays 'x_train' and 'x_test', found {sorted(keys)}")
-            x_train, x_test = f["x_train"], f["x_test"]
+            if not {train_key, test_key} <= keys:
+                raise UserInputError(f"{path}: an .npz dataset needs arrays {train_key!r} and {test_key!r}, "
+                                     f"found {sorted(keys)}")
+            x_train, x_test = f[train_key], f[test_key]
     except UserInputError:
         raise
     except Exception as exc:  # corrupt zip, pickled objects, ...
@@ -188,7 +190,7 @@ def _npz(path: Path) -> ImageDataset:
     x_test = _check_images(x_test, f"{path} x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise UserInputError(f"{path}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}")
-    return ImageDataset(path.stem, x_train, x_test)
+    return ImageDataset(path.stem + (f":{prefix}" if prefix else ""), x_train, x_test)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -280,7 +282,8 @@ def load_dataset(spec: str, *, image_size: int | None = None, crop: int | None =
     """Load a dataset from its spec string.
 
     Args:
-        spec: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a ``.npz`` path or a folder of images
+        spec: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a ``.npz`` path (``FILE.npz:P`` reads
+            the arrays ``P_train`` and ``P_test`` instead of ``x_train`` and ``x_test``) or a folder of images
             (``train/`` and ``test/`` subfolders when both exist, else every tenth file held out for testing).
         image_size: resize the images of a folder (shorter side, bicubic) and centre-crop them to this side.
             Without it, a folder's images are used at their own size.
@@ -316,10 +319,14 @@ def _load(spec: str, image_size: int | None, channels: int, crop: int | None, ro
     path = Path(spec).expanduser()
     if path.is_dir():
         return _folder(path, image_size, channels, crop)
+    prefix = None
+    if ".npz:" in spec:  # FILE.npz:PREFIX reads PREFIX_train and PREFIX_test
+        file, prefix = spec.rsplit(":", 1)
+        path = Path(file).expanduser()
     if path.suffix == ".npz":
         if not path.is_file():
-            raise UserInputError(f"dataset file {spec} does not exist")
-        return _npz(path)
+            raise UserInputError(f"dataset file {path} does not exist")
+        return _npz(path, prefix)
     if not path.exists():
         raise UserInputError(
             f"unknown dataset {spec!r}: give one of {', '.join(DATASET_NAMES)}, an .npz file or a folder of images"

@@ -93,8 +93,15 @@ class WaveletModel(FlowModel):
 
     # ----- latents ---------------------------------------------------------------------------------
     def _decode_from(self, low: Tensor, z: Tensor, first_level: int, solver: SolverConfig | None) -> Tensor:
-        """Sample-free synthesis: invert the detail flows of levels ``first_level``… given their latents ``z``."""
-        chunks = torch.split(z, self.level_dims[first_level:], dim=1)
+        """Sample-free synthesis: invert the detail flows of levels ``first_level``… given their latents ``z``
+        (as many levels as ``z`` holds latents for)."""
+        dims, total = [], 0
+        for d in self.level_dims[first_level:]:
+            if total >= z.shape[1]:
+                break
+            dims.append(d)
+            total += d
+        chunks = torch.split(z, dims, dim=1)
         for level, zl in enumerate(chunks, start=first_level):
             hh, ww = low.shape[2], low.shape[3]
             zl = zl.reshape(z.shape[0], 3 * self.image_shape[0], hh, ww)
@@ -111,16 +118,17 @@ class WaveletModel(FlowModel):
 
     @torch.no_grad()
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
-                      generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> np.ndarray:
+                      generator: torch.Generator | None = None, solver: SolverConfig | None = None,
+                      size: int | None = None) -> np.ndarray:
         """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
 
-        Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size) has a
-        Haar ``average`` low-pass equal to the input within one grey level (exactly so before quantisation).
-        Large images are decoded a few at a time (:meth:`chunk_size`).
+        Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size, or the level
+        size whose height is ``size``) has a Haar ``average`` low-pass equal to the input within one grey level
+        (exactly so before quantisation). Large images are decoded a few at a time (:meth:`chunk_size`).
         """
         k = to_tensor(low)
         c = self.image_shape[0]
-        size = (k.shape[2], k.shape[3])
+        out_size, size = size, (k.shape[2], k.shape[3])
         if len(self.sizes) < 2:
             raise UserInputError("this model has no detail levels (its base is the full image): nothing to super-resolve")
         if k.shape[1] != c or size not in self.sizes[:-1]:
@@ -132,10 +140,16 @@ class WaveletModel(FlowModel):
         if int(k.min()) < 0 or int(k.max()) >= 2**self.n_bits:
             raise UserInputError(f"input pixel values must lie in 0..{2**self.n_bits - 1}")
         first = self.sizes.index(size) + 1
+        heights = [hh for hh, _ in self.sizes[first:]]
+        if out_size is not None and out_size not in heights:
+            raise UserInputError(f"super-resolution from {size[0]}x{size[1]} goes to one of the heights "
+                                 f"{', '.join(map(str, heights))}; got {out_size}")
+        last = len(self.sizes) - 1 if out_size is None else first + heights.index(out_size)
         p = next(self.parameters())
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
         x = target * self.low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
         z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
+        z = z[:, : sum(self.level_dims[first : last + 1])]
         step = self.chunk_size()  # a few full-size images at a time
         return np.concatenate([
             self.to_uint8(match_block_means(self._decode_from(x[i : i + step], z[i : i + step], first, solver),

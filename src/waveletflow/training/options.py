@@ -35,7 +35,9 @@ class TrainOptions(Config):
     fraction of the unit's steps or time budget, whichever ends first (0: no decay). The defaults (Adam, ``ema``
     0.99, ``decay`` 0.3) won the ablation of the training recipe (``python -m benchmarks.run --ablation``).
     A checkpoint is written every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; validation
-    runs every ``eval_every`` steps on ``val_images`` held-out images. ``device`` is ``auto``, ``cpu`` or
+    runs every ``eval_every`` steps on ``val_images`` held-out images; with ``keep_best`` each unit's weights file
+    holds the (averaged) weights of its best validation so far (early stopping, kept across resumes), while
+    training goes on from the current ones. ``device`` is ``auto``, ``cpu`` or
     ``cuda[:N]``. ``curves`` writes ``curves.png`` at the end; ``progress`` shows progress bars (at row
     ``progress_position``).
     """
@@ -60,6 +62,7 @@ class TrainOptions(Config):
     ema: float = 0.99
     decay: float = 0.3
     flip: bool = False
+    keep_best: bool = False
     joint: bool = False
     curves: bool = True
     progress: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,8 @@ class TrainUnit:
         # the levels' input is drawn this many Haar steps below full resolution (block means of the pixels)
         self.steps = model.input_steps(self.levels)
         self._means: Tensor | None = None  # block means of every training image (whole-image coarse levels)
+        # with keep_best: the (averaged) parameters of the best validation so far, and its figures
+        self.best: dict[str, Any] | None = None
 
     # ----- start or resume ---------------------------------------------------------------------------
     def open(self) -> TrainUnit:
@@ -118,6 +120,7 @@ class TrainUnit:
                 else:  # a checkpoint written without averaging: the average starts here
                     self.average.reset()
             ck["rng"], ck["step"], ck["elapsed_s"]  # noqa: B018 - presence check
+            self.best = ck.get("best") if self.opts.keep_best else None
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserInputError(f"checkpoint {self.run.checkpoint_file(self.levels)} does not fit this model "
                                  f"({type(exc).__name__})") from None
@@ -200,7 +203,31 @@ class TrainUnit:
         dims = [self.model.level_dims[v] for v in self.levels]
         self.levels_val_bpd = [float(b) for b in res.own]
         self.val_bpd = sum(b * d for b, d in zip(self.levels_val_bpd, dims)) / sum(dims)
+        if self.opts.keep_best and (self.best is None or self.val_bpd < self.best["val_bpd"]):
+            with self.averaged():
+                params = {n: p.detach().cpu().clone() for n, p in self.module.named_parameters()}
+            self.best = {"val_bpd": self.val_bpd, "levels_val_bpd": list(self.levels_val_bpd), "step": self.step,
+                         "params": params}
         return self.val_bpd
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        """A context in which the unit's levels hold the weights it keeps: those of the best validation with
+        ``keep_best``, else the Polyak average (when averaging) or its own."""
+        if self.best is None:
+            with self.averaged():
+                yield
+            return
+        own = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        with torch.no_grad():
+            for n, p in self.module.named_parameters():
+                p.copy_(self.best["params"][n])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.module.named_parameters():
+                    p.copy_(own[n])
 
     # ----- checkpoints -----------------------------------------------------------------------------
     def save(self, elapsed_s: float) -> bool:
@@ -220,15 +247,20 @@ class TrainUnit:
         }
         if self.average is not None:
             checkpoint["average"] = self.average.state_dict()
+        if self.best is not None:
+            checkpoint["best"] = self.best
         self.run.save_checkpoint(self.levels, checkpoint)
         for i, level in enumerate(self.levels):
-            with self.averaged():
+            with self.kept():
                 save_level_weights(self.model, level, self.run.path)
             state = {"step": self.step, "elapsed_s": round(elapsed_s, 2), "unit": self.name,
                      "train_bpd": self.train_bpd,
                      "val_bpd": None if self.val_bpd is None else self.levels_val_bpd[i]}
+            if self.best is not None:  # the weights file holds the best validation's weights
+                state.update(val_bpd=self.best["levels_val_bpd"][i], best_step=self.best["step"],
+                             last_val_bpd=state["val_bpd"])
             if self.single is None:
-                state["unit_val_bpd"] = self.val_bpd
+                state["unit_val_bpd"] = self.val_bpd if self.best is None else self.best["val_bpd"]
             self.run.write_state(level, state)
         return True
 
@@ -245,4 +277,8 @@ class TrainUnit:
                "elapsed_s": elapsed_s, "val_bpd": self.val_bpd}
         if self.single is None:
             out["levels_val_bpd"] = self.levels_val_bpd
+        if self.best is not None:  # what the weights file holds
+            out.update(val_bpd=self.best["val_bpd"], best_step=self.best["step"], last_val_bpd=self.val_bpd)
+            if self.single is None:
+                out["levels_val_bpd"] = self.best["levels_val_bpd"]
         return out
