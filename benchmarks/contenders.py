@@ -45,9 +45,9 @@ class Ours:
         return count_params(build_model(self.model_type, self.config))
 
     def train_for(self, seconds: float) -> None:
-        opts = TrainOptions(time_budget=seconds, batch_size=self.batch_size, device=self.device, seed=self.seed,
-                            progress=False, eval_every=10**9, checkpoint_every=10**9,
-                            checkpoint_seconds=10**9, **self.options)
+        opts = TrainOptions(**{"time_budget": seconds, "batch_size": self.batch_size, "device": self.device,
+                               "seed": self.seed, "progress": False, "eval_every": 10**9, "checkpoint_every": 10**9,
+                               "checkpoint_seconds": 10**9, **self.options})
         t0 = time.perf_counter()
         overrides = None if RunDir(self.run_dir).is_model() else self.config.to_dict()  # resumed chunks keep theirs
         train(self.run_dir, self.data_spec, self.model_type, "all", self.parallel, opts, overrides, data=self.data)

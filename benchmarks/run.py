@@ -460,7 +460,7 @@ def main(argv=None) -> int:
                     "photos", hb, points, a.test_images or 10**9, a.device, out, a.wf_parallel, bs, image_size=size,
                     keep_best_every=a.keep_best_every))
         if "memory" not in skip:
-            res["highres_memory"] = highres_memory(1024 if full else 128, 4, [256, 512, 1024] if full else [64, 128],
+            res["highres_memory"] = highres_memory(1024 if full else 64, 4, [256, 512, 1024] if full else [32, 64],
                                                    a.device, a.memory_cap_gb)
         skip |= {"quality", "levers", "throughput", "memory", "sampling"}
     if "quality" not in skip:

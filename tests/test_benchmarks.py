@@ -49,3 +49,27 @@ def test_benchmark_produces_every_figure(tmp_path):
     assert [r["variant"] for r in ablation["variants"]] == list(VARIANTS)
     assert all(len(r["test_bpd"]) == 1 and r["mean"] > 0 and r["spread"] == 0 for r in ablation["variants"])
     assert "Ablation: mnist" in (tmp_path / "results.md").read_text()
+
+
+def test_highres_benchmark_sections(tmp_path):
+    """The photos' time to quality at a given size, with the best validation kept, and the memory of every
+    level of a preset against Glow."""
+    shared_file("photos/manifest.csv")
+    pytest.importorskip("normflows")
+    from benchmarks.run import main
+
+    assert main(["--highres", "--quick", "--highres-sizes", "16", "--highres-budget", "3", "--highres-batch", "8",
+                 "--points", "1", "--test-images", "4", "--keep-best-every", "2", "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "results.json").exists()  # the main results are left alone
+    res = json.loads((tmp_path / "results_highres.json").read_text())
+    (ttq,) = res["time_to_quality"]
+    assert ttq["dataset"] == "photos16" and ttq["test_images"] == 4 and ttq["batch"] == 8
+    assert [m["name"] for m in ttq["models"]][0] == "Wavelet Flow" and len(ttq["models"]) == 4
+    assert all(m["curve"][0]["test_bpd"] > 0 for m in ttq["models"])
+    mem = res["highres_memory"]
+    assert [r["level"] for r in mem["levels"]] == list(range(7)) and all(r["mb"] is not None for r in mem["levels"])
+    assert mem["levels"][-1]["crop"] == 32 and mem["levels"][0]["crop"] is None  # the 64 px preset's top level
+    assert {(r["model"], r["size"]) for r in mem["glow"]} == {(m, s) for m in ("glow", "glow-residual") for s in (32, 64)}
+    assert all(r["mb"] is not None for r in mem["glow"])
+    md = (tmp_path / "results_highres.md").read_text()
+    assert "Time to quality: photos16" in md and "Peak memory of one training step at 64 px" in md

@@ -264,3 +264,14 @@ def test_training_draws_coarse_levels_from_cached_block_means_and_crops_on_whole
         hits = [(i, y, x) for i in range(6) for y in range(0, 17, 2) for x in range(0, 17, 2)
                 if np.array_equal(images[i, y : y + 16, x : x + 16], crop)]
         assert hits, "a crop is not an even-aligned window of a training image"
+
+
+def test_a_preset_for_another_size_is_one_line(tmp_path, capsys):
+    from waveletflow.cli import main
+
+    _photos(tmp_path / "d", [(16, 16)] * 3, [(16, 16)])
+    code = main(["train", "--data", str(tmp_path / "d"), "--preset", "256x256", "--out", str(tmp_path / "r"),
+                 "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "preset 256x256 is for 256×256 images, these are 16×16" in err[0]
+    assert not (tmp_path / "r").exists()

@@ -146,3 +146,12 @@ def test_super_resolve_command_downsamples_a_full_size_image(tmp_path, capsys):
     assert np.array_equal(out[:, 16:], np.asarray(Image.open(tmp_path / "d.png")))
     assert main(["super-resolve", str(run), "--input", str(tmp_path / "d.png"), "--downsample", "1",
                  "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_ssim_per_image_and_channel_equals_torchmetrics_on_the_batch():
+    tm = pytest.importorskip("torchmetrics.functional.image")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (3, 3, 24, 24), generator=g).double()
+    y = (x + torch.randn(x.shape, generator=g) * 20).clamp(0, 255)
+    want = tm.structural_similarity_index_measure(y, x, data_range=255.0, reduction="none")
+    assert torch.allclose(ssim(y, x), want, atol=1e-12)

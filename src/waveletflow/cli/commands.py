@@ -273,6 +273,8 @@ def _state_text(lv: dict) -> str:
         return "trained (no state.json)" if lv["trained"] else "not trained"
     val = st.get("val_bpd")
     text = f"step {st['step']}, {st['elapsed_s']:.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
+    if st.get("best_step") is not None:
+        text += f" (kept: the best validation, at step {st['best_step']})"
     if len(RunDir.unit_levels(str(st.get("unit", ""))) or []) > 1:
         text += f" (trained in {st['unit']})"
     return text + ("" if lv.get("crop") is None else f"; trains on {lv['crop']}x{lv['crop']} crops")

@@ -330,6 +330,11 @@ def waveletflow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None 
         raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     else:
         defaults = {"base_size": _halved(shape[1], shape[2], 1)}
+    if preset is not None and "levels" not in overrides and "base_size" not in overrides:
+        side = int(preset.split("x")[0])
+        require((shape[1], shape[2]) == (side, side),
+                f"preset {preset} is for {side}×{side} images, these are {shape[1]}×{shape[2]} (--image-size {side} "
+                f"resizes them, --crop {side} cuts crops of larger ones; or use the preset of their size)")
     if "base_size" in overrides:
         base = convert(BaseSize, overrides["base_size"], "config base_size")
         if "levels" in defaults and _hw(base) != _hw(defaults["base_size"]):
