@@ -93,7 +93,7 @@ def test_pyramid_png(tmp_path, capsys):
     (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--level", "x"], "--level"),
     (["train", "--data", "{tmp}/odd.npz", "--out", "{tmp}/r", "--steps", "1", "--model", "glow", "--config",
       "{tmp}/glow3.json"], "odd size"),
-    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--preset", "28x28"], "cannot be halved"),
+    (["train", "--data", "digits", "--out", "{tmp}/r", "--steps", "1", "--preset", "28x28"], "preset 28x28 is for 28×28 images"),
     (["pyramid", "--data", "digits", "--out", "{tmp}/p.png", "--base-size", "3"], "cannot be halved"),
     (["evaluate", "{tmp}/nothing", "--data", "digits"], "no run"),
     (["sample", "{tmp}/nothing", "--out", "{tmp}/s.png"], "no run"),

@@ -23,7 +23,7 @@ def box_downsample(images: np.ndarray, factor: int) -> np.ndarray:
     """uint8 NHWC images → the mean of every ``factor``×``factor`` block, rounded to the nearest integer (the
     Haar ``average`` low-pass as an image: what the model's super-resolution takes and reproduces).
 
-    >>> box_downsample(np.array([[[[0], [1]], [[2], [4]]]], dtype=np.uint8), 2)[0, 0, 0, 0]
+    >>> int(box_downsample(np.array([[[[0], [1]], [[2], [4]]]], dtype=np.uint8), 2)[0, 0, 0, 0])
     2
     """
     n, h, w, c = images.shape
