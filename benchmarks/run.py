@@ -29,7 +29,7 @@ from benchmarks.contenders import (
     GLOWS, NormflowsGlow, Ours, count_params, glow_scales, matched_glow_config, matched_normflows_hidden,
     waveletflow_default,
 )
-from benchmarks.levers import levers
+from benchmarks.levers import levers, step_seconds
 from benchmarks.levers import markdown as levers_markdown
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, default_config, waveletflow_config
@@ -162,24 +162,6 @@ def models_for(size: int, contenders: list[str]) -> dict:
     return out
 
 
-def _step_time(model, fn, x, repeats: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(repeats + 1):
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = fn(x).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        if i:  # the first is a warm-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 # ----- 2. throughput -------------------------------------------------------------------------------
 def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: str) -> list[dict]:
     rows = []
@@ -193,11 +175,11 @@ def throughput(sizes: list[int], batches: dict[int, int], repeats: int, device: 
                 for level in range(len(model.levels)):
                     crop = model.level_crop(level)
                     xl = x[:, :, :crop, :crop] if crop else x
-                    total += _step_time(model, lambda v, lv=level: model.objective([lv], v).nll, xl, repeats)
+                    total += step_seconds(model, lambda v, lv=level: model.objective([lv], v).nll, xl, repeats)
             elif name == "normflows Glow":
-                total = _step_time(model, lambda v: -model.log_prob(v, None), x, repeats)
+                total = step_seconds(model, lambda v: -model.log_prob(v, None), x, repeats)
             else:
-                total = _step_time(model, lambda v: -model.log_prob(v), x, repeats)
+                total = step_seconds(model, lambda v: -model.log_prob(v), x, repeats)
             rows.append({"size": size, "model": name, "batch": b, "images_per_s": round(b / total, 2)})
             print(f"[throughput] {size} px {name}: {b / total:.2f} images/s", flush=True)
     return rows
