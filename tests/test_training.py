@@ -7,6 +7,7 @@ import torch
 from conftest import TINY_WF, shared_file
 from waveletflow import load
 from waveletflow.data import ImageDataset, load_dataset
+from waveletflow.errors import UserInputError
 from waveletflow.models import build_model, default_config
 from waveletflow.rundir import RunDir
 from waveletflow.training import TrainOptions, TrainUnit, budget_shares, train
@@ -106,7 +107,7 @@ def test_crash_during_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(UserInputError, match="cannot write .*checkpoint.pt: disk full"):
         train(tmp_path / "r", "digits", None, "1", 1, opts(steps=4), data=data)
     assert ckpt.read_bytes() == before
     assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
@@ -235,11 +236,13 @@ def test_no_curves_writes_no_curves(tmp_path, caplog):
         assert [r["level"] for r in res] == [0, 1] and all(r["step"] == 2 for r in res)
         assert (run / "level_01" / "metrics.csv").is_file()
         assert not (run / "curves.png").exists()
-    # a worker that fails names its error; the others finish their levels
+    # a corrupt checkpoint is found before any level is trained further
     (run / "level_01" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"a level worker failed \(levels 1: corrupt checkpoint .*rerun the same"):
+    before = (run / "level_00" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"corrupt checkpoint .*level_01"):
         train(run, "digits", None, "0,1", 2, opts(steps=3), data=data)
-    assert json.loads((run / "level_00" / "state.json").read_text())["step"] == 3
+    assert json.loads((run / "level_00" / "state.json").read_text())["step"] == 2
+    assert (run / "level_00" / "checkpoint.pt").read_bytes() == before
     # without its checkpoint, level 1 goes on from its weights; the worker's note shows in this process's log
     (run / "level_01" / "checkpoint.pt").unlink()
     with caplog.at_level("INFO", logger="waveletflow"):

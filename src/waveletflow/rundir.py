@@ -3,7 +3,8 @@
 Layout::
 
     model.json                 the model (type and config)
-    run.json                   the data and its split: {data, data_bits, val_size, seed}
+    run.json                   the data and its split: {data, data_bits, val_size, seed, fingerprint[, image_size, crop]}
+    .lock                      present while a ``train`` command works on the run
     curves.png                 training curves
     evaluation.json, samples.png, super_resolution.png    written by ``waveletflow demo``
     level_XX/                  one per level
@@ -14,14 +15,19 @@ Layout::
     joint_A-B-C/               levels A, B, C trained together: checkpoint.pt, metrics.csv, tensorboard/
 
 A folder written by ``model.save`` holds ``model.json`` and the ``weights.safetensors`` only. Every file is
-written to a temporary file and renamed over the old one, so a crash never leaves half a file.
+written to a temporary file and renamed over the old one, so a crash never leaves half a file (and the next
+``train`` removes a temporary file that a kill left behind). While a ``train`` command works on a run it holds
+the run's lock (``.lock``, an advisory ``flock`` that the system releases when the process ends, however it
+ends), so a second trainer is refused and a killed one never leaves the run locked.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,21 +50,51 @@ METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
 LEVEL_PREFIX = "level_"
 JOINT_PREFIX = "joint_"
+LOCK_FILE = ".lock"
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_failure(path: str | Path, exc: OSError) -> UserInputError:
+    """The one-line error for a file that could not be written (disk full, read-only, no permission)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += "; free some space and rerun the command"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason += f"; make {Path(path).parent} writable or choose another folder"
+    return UserInputError(f"cannot write {path}: {reason} (what was there before is unchanged)")
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename over it."""
+    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename over it.
+
+    The file gets the permissions of a newly created file (those the umask allows). A failure to write (a full
+    disk, a read-only folder) raises :class:`UserInputError` and leaves the old file as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    except RuntimeError as exc:  # torch.save reports a failed write as a RuntimeError
+        if "write" not in str(exc).lower() and "file" not in str(exc).lower():
+            raise
+        raise write_failure(path, OSError(errno.EIO, str(exc).splitlines()[0])) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -181,8 +217,8 @@ class RunDir:
         return self.model_file.is_file()
 
     def is_empty(self) -> bool:
-        """Whether the folder is absent or holds nothing."""
-        return not self.path.exists() or not any(self.path.iterdir())
+        """Whether the folder is absent or holds nothing (but a trainer's lock)."""
+        return not self.path.exists() or not any(p.name != LOCK_FILE for p in self.path.iterdir())
 
     def read_model_json(self) -> dict[str, Any]:
         """The raw content of ``model.json`` (a dict); UserInputError when absent or unreadable."""
@@ -210,11 +246,13 @@ class RunDir:
         return info
 
     def write_run(self, data: str, data_bits: int, val_size: int, seed: int, image_size: int | None = None,
-                  crop: int | None = None) -> None:
+                  crop: int | None = None, fingerprint: str | None = None) -> None:
         """``run.json``; ``image_size`` and ``crop`` (when given) are how the data's images were prepared, the
-        defaults of later commands on this run."""
+        defaults of later commands on this run; ``fingerprint`` tells the data apart from other data
+        (:meth:`~waveletflow.data.ImageDataset.fingerprint`)."""
         info: dict[str, Any] = {"data": data, "data_bits": data_bits, "val_size": val_size, "seed": seed}
-        info.update({k: v for k, v in (("image_size", image_size), ("crop", crop)) if v is not None})
+        info.update({k: v for k, v in (("image_size", image_size), ("crop", crop), ("fingerprint", fingerprint))
+                     if v is not None})
         write_json_atomic(self.run_file, info)
 
     def data_options(self) -> dict[str, int]:
@@ -300,6 +338,142 @@ class RunDir:
             return None
         with open(path, newline="") as fh:
             return next(csv.reader(fh), None) or None
+
+
+    # ----- safety ----------------------------------------------------------------------------------
+    def lock(self) -> RunLock:
+        """The run's trainer lock (a context manager; see :class:`RunLock`)."""
+        return RunLock(self)
+
+    def unit_dirs(self) -> list[Path]:
+        """The level and joint folders present in the run."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if self.unit_levels(p.name) is not None)
+
+    def check_layout(self) -> None:
+        """Refuse a run whose level folders (or the files in them that training appends to or replaces) are
+        symbolic links or lead outside the run: training would write there."""
+        root = self.path.resolve()
+        for d in self.unit_dirs():
+            if d.is_symlink() or not d.resolve().is_relative_to(root):
+                raise UserInputError(f"{d} is a link to {d.resolve()}; training writes into level folders, so they "
+                                     f"must be real folders inside the run (copy it in instead)")
+            for name in (WEIGHTS_FILE, STATE_FILE, CHECKPOINT_FILE, METRICS_FILE):
+                if (d / name).is_symlink():
+                    raise UserInputError(f"{d / name} is a link; training rewrites it, so it must be a real file")
+
+    def remove_temporaries(self) -> list[Path]:
+        """Remove the temporary files that a process killed while saving left in the run (only the lock holder
+        may call this); returns them."""
+        known = (MODEL_FILE, RUN_FILE, CURVES_FILE, EVALUATION_FILE, SAMPLES_FILE, SUPER_RESOLUTION_FILE,
+                 WEIGHTS_FILE, STATE_FILE, CHECKPOINT_FILE, METRICS_FILE)
+        removed = []
+        for d in [self.path, *self.unit_dirs()]:
+            for p in d.iterdir() if d.is_dir() else []:
+                if p.is_file() and p.name.endswith(TMP_SUFFIX) and any(p.name.startswith(f".{k}.") for k in known):
+                    p.unlink()
+                    removed.append(p)
+        return removed
+
+    def truncate_metrics(self, levels: int | Sequence[int], step: int) -> None:
+        """Cut a unit's ``metrics.csv`` back to the rows of steps up to ``step`` (the checkpoint it resumes from):
+        rows written after that checkpoint by a process that was stopped would otherwise appear twice."""
+        path = self.metrics_file(levels)
+        if not path.is_file():
+            return
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0] if rows and "step" in rows[0] else None
+        keep = []
+        if header is not None:
+            i = header.index("step")
+            for row in rows[1:]:
+                try:
+                    ok = len(row) == len(header) and int(row[i]) <= step
+                except ValueError:
+                    ok = False
+                if ok:
+                    keep.append(row)
+        if header is not None and len(keep) == len(rows) - 1:
+            return  # nothing to cut
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as fh:
+                if header is not None:
+                    csv.writer(fh).writerows([header, *keep])
+
+        atomic_write(path, write)
+
+
+class RunLock:
+    """One trainer per run: an exclusive, non-blocking ``flock`` on ``RUN/.lock``, held while training.
+
+    The operating system drops the lock when the holder ends, so a killed trainer never leaves the run locked
+    (its stale ``.lock`` file is simply reused). Entering creates the run folder when absent; leaving removes the
+    lock file, and the folder too when this lock created it and it is still empty. Where ``fcntl`` is missing
+    (Windows) there is no lock.
+    """
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.path = run.path / LOCK_FILE
+        self._fd: int | None = None
+        self._created = False
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        try:
+            self._created = not self.run.path.exists()
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        os.close(fd)
+                        raise
+                    holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                    os.close(fd)
+                    raise UserInputError(f"{self.run} is being trained by {holder}; wait until it ends (or stop it) "
+                                         f"and rerun the command to resume") from None
+                try:
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:  # not a lock file that its holder removed meanwhile
+                    break
+                os.close(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
+        except OSError as exc:
+            self._remove_created()
+            raise UserInputError(f"cannot train in {self.run}: {exc.strerror or exc}") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        if self._created and self.run.is_empty():
+            try:
+                if self.path.exists():
+                    self.path.unlink()
+                self.run.path.rmdir()
+            except OSError:
+                pass
 
 
 def _levels(levels: int | Sequence[int]) -> list[int]:

@@ -59,6 +59,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, help="train on random CROP×CROP crops of the images, pixel values unchanged "
                                             "(centre crops for validation); the model is made for that size")
     p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
+    p.add_argument("--allow-other-data", action="store_true",
+                   help="go on training an existing run on data other than it was made with (refused otherwise)")
     p.add_argument("--keep-best", action="store_true", default=None,
                    help="each level keeps the weights of its best validation (early stopping: for small datasets, "
                         "whose coarse levels see few distinct images and overfit)")
@@ -183,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, no permission: the system's reason, in one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted (checkpoints written so far are kept; rerun the command to resume)", file=sys.stderr)

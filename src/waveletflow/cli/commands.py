@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -19,9 +20,29 @@ def _temperature(text: str):
         vals = [float(v) for v in text.split(",")]
     except ValueError:
         raise UserInputError(f"--temperature must be a number or numbers separated by commas, got {text!r}") from None
-    if any(v < 0 for v in vals):
-        raise UserInputError("--temperature must not be negative")
+    if not all(0 <= v < math.inf for v in vals):
+        raise UserInputError(f"--temperature must be a finite number, not negative, got {text!r}")
     return vals[0] if len(vals) == 1 else vals
+
+
+def image_out(path: str, flag: str = "--out") -> None:
+    """Check an output image path before any work: a file (not a folder) in an existing folder, with an
+    extension that Pillow can write."""
+    from PIL import Image
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserInputError(f"{flag} {path} is a folder; give an image file such as {p / 'samples.png'}")
+    Image.init()
+    fmt = Image.registered_extensions().get(p.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise UserInputError(f"{flag} {path}: give an image file ending in .png (or .jpg, .bmp, .tif, .webp)")
+    _out_folder(p, flag)
+
+
+def _out_folder(p: Path, flag: str) -> None:
+    if not p.parent.is_dir():
+        raise UserInputError(f"{flag} {p}: folder {p.parent} does not exist")
 
 
 def _load(a):
@@ -79,6 +100,10 @@ def cmd_train(a) -> int:
         raise UserInputError("--time-budget must be positive")
     if a.steps is None and a.time_budget is None:
         raise UserInputError("give --steps N or --time-budget SECONDS")
+    if a.threads is not None and a.threads < 1:
+        raise UserInputError(f"--threads must be at least 1, got {a.threads}")
+    if a.n_bits is not None and a.n_bits < 1:
+        raise UserInputError(f"--n-bits must be at least 1, got {a.n_bits}")
     if a.threads:
         import torch
 
@@ -87,7 +112,7 @@ def cmd_train(a) -> int:
     opts = TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, _read_overrides(a.config), a.n_bits,
-                    a.image_size, preset=a.preset, crop=a.crop)
+                    a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data)
     if not a.no_curves:
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
@@ -145,9 +170,15 @@ def cmd_sample(a) -> int:
 
     if a.n < 1:
         raise UserInputError("--n must be at least 1")
+    image_out(a.out)
+    if a.npz:
+        if Path(a.npz).suffix != ".npz" or Path(a.npz).is_dir():
+            raise UserInputError(f"--npz {a.npz}: give a file name ending in .npz")
+        _out_folder(Path(a.npz), "--npz")
+    temperature = _temperature(a.temperature)
     model, solver = _load(a)
     gen = torch.Generator().manual_seed(a.seed)
-    x = model.sample(a.n, _temperature(a.temperature), generator=gen, solver=solver)
+    x = model.sample(a.n, temperature, generator=gen, solver=solver)
     save_samples(model, model.to_uint8(x), a.out, a.npz)
     print(f"wrote {a.n} samples to {a.out}" + (f" and {a.npz}" if a.npz else ""))
     return 0
@@ -162,6 +193,10 @@ def cmd_super_resolve(a) -> int:
 
     from waveletflow.superres import box_downsample
 
+    image_out(a.out)
+    temperature = _temperature(a.temperature)
+    if Path(a.input).is_dir():
+        raise UserInputError(f"--input {a.input} is a folder; give one image file")
     model, solver = _load(a)
     dmax = display_max(model)
     image = from_display(read_image(a.input, model.image_shape[0]), dmax)[None]
@@ -172,7 +207,7 @@ def cmd_super_resolve(a) -> int:
         low = box_downsample(image, a.downsample)
     gen = torch.Generator().manual_seed(a.seed)
     t0 = time.perf_counter()
-    high = model.super_resolve(low, _temperature(a.temperature), generator=gen, solver=solver, size=a.size)
+    high = model.super_resolve(low, temperature, generator=gen, solver=solver, size=a.size)
     seconds = time.perf_counter() - t0
     out = high[0]
     if a.downsample is not None:
@@ -208,8 +243,8 @@ def cmd_superres_eval(a) -> int:
         temps = [float(v) for v in a.temperature.split(",")]
     except ValueError:
         raise UserInputError("--factor and --temperature take numbers separated by commas") from None
-    if any(not t >= 0 for t in temps):
-        raise UserInputError("--temperature must not be negative")
+    if not all(0 <= t < math.inf for t in temps):
+        raise UserInputError(f"--temperature must be finite numbers, not negative, got {a.temperature!r}")
     rows = superres_eval(model, images, factors, a.draws, temps, a.seed)
     if a.json:
         print(json.dumps(rows))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from waveletflow.cli.commands import display_max, save_samples
+from waveletflow.cli.commands import image_out, display_max, save_samples
+from waveletflow.errors import UserInputError
 from waveletflow.rundir import RunDir, write_json_atomic
 
 
@@ -16,6 +17,9 @@ def cmd_pyramid(a) -> int:
     from waveletflow.images import image_grid, save_png
     from waveletflow.wavelets import haar_pyramid
 
+    if a.n < 1:
+        raise UserInputError(f"--n must be at least 1, got {a.n}")
+    image_out(a.out)
     data = load_dataset(a.data, image_size=a.image_size)
     k = to_tensor(data.x_test[: a.n]).double() / max(1, data.max_value)
     pyr = haar_pyramid(k, a.base_size, a.convention)

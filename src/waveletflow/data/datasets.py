@@ -149,6 +149,27 @@ class ImageDataset:
         _, h, w, c = self.x_train.shape
         return (c, h, w)
 
+    def fingerprint(self) -> str:
+        """A short hash that tells datasets apart: the split sizes, the bit depth and the pixels of a few images
+        of each split (at fixed positions; the whole images under any crop). Kept in a run's ``run.json`` so that
+        resuming on other data is noticed.
+
+        >>> load_dataset("digits").fingerprint() == load_dataset("digits").fingerprint()
+        True
+        """
+        import hashlib
+
+        h = hashlib.sha256(f"{self.n_bits}".encode())
+        for split in (self.x_train, self.x_test):
+            images = split.images if isinstance(split, Crops) else split
+            n = len(images)
+            h.update(f"|{n}|{tuple(images.shape[1:])}".encode())
+            for i in sorted({0, n // 3, (2 * n) // 3, n - 1}):
+                image = np.ascontiguousarray(images[i])
+                h.update(f"{image.shape}".encode())
+                h.update(image.tobytes())
+        return h.hexdigest()[:16]
+
 
 def _check_images(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim == 3:
@@ -175,6 +196,9 @@ def _digits() -> ImageDataset:
 
 def _npz(path: Path, prefix: str | None = None) -> ImageDataset:
     train_key, test_key = (f"{prefix}_train", f"{prefix}_test") if prefix else ("x_train", "x_test")
+    with open(path, "rb") as fh:
+        if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # every .npz is a zip archive
+            raise UserInputError(f"{path} is not an .npz file (not a zip archive of arrays; numpy.savez writes them)")
     try:
         with np.load(path) as f:
             keys = set(f.files)

@@ -10,7 +10,8 @@ from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 
 def _random_rotation(n: int) -> Tensor:
-    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    """A random n×n rotation, drawn on the CPU (also when the default device is another one, e.g. ``meta``)."""
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, device="cpu"))
     return q
 
 
@@ -27,18 +28,19 @@ class InvConv1x1(InvertibleLayer):
         self.in_shape = self.out_shape = conv_shape(num_channels)
         self.lu = lu
         w = _random_rotation(num_channels)
+        dev = torch.empty(0).device  # the default device: the decompositions run on the CPU, then move there
         if lu:
             p, lower, upper = torch.linalg.lu(w)
             s = torch.diagonal(upper)
-            self.register_buffer("perm", p.float())
-            self.register_buffer("sign_s", torch.sign(s).float())
-            self.register_buffer("lower_mask", torch.tril(torch.ones(num_channels, num_channels), -1))
-            self.register_buffer("eye", torch.eye(num_channels))
-            self.lower = nn.Parameter(lower.float())
-            self.upper = nn.Parameter(torch.triu(upper, 1).float())
-            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+            self.register_buffer("perm", p.float().to(dev))
+            self.register_buffer("sign_s", torch.sign(s).float().to(dev))
+            self.register_buffer("lower_mask", torch.tril(torch.ones(num_channels, num_channels, device="cpu"), -1).to(dev))
+            self.register_buffer("eye", torch.eye(num_channels, device="cpu").to(dev))
+            self.lower = nn.Parameter(lower.float().to(dev))
+            self.upper = nn.Parameter(torch.triu(upper, 1).float().to(dev))
+            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float().to(dev))
         else:
-            self.weight = nn.Parameter(w.float())
+            self.weight = nn.Parameter(w.float().to(dev))
 
     def _weight(self) -> Tensor:
         if not self.lu:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,20 @@ def read_model_meta(directory: str | Path) -> tuple[str, Any]:
         return t.name, t.config_class.from_dict(meta["config"])
     except (KeyError, TypeError) as exc:
         raise UserInputError(f"corrupt {run.model_file} ({type(exc).__name__})") from None
+
+
+def check_model_size(name: str, config: Any, where: str | Path) -> None:
+    """Refuse a config whose weights alone would not fit in this machine's memory (a hand-edited or corrupt
+    ``model.json``) before anything is allocated."""
+    meta = build_model(name, config, device="meta")
+    n = sum(t.numel() for t in (*meta.parameters(), *meta.buffers()))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no check
+        return
+    if 4 * n > memory:
+        raise UserInputError(f"{where} describes a model of {n:,} parameters ({4 * n / 2**30:,.0f} GB), more than this "
+                             f"machine's memory ({memory / 2**30:,.0f} GB); is it corrupt?")
 
 
 def save_level_weights(model: FlowModel, level: int, directory: str | Path) -> None:
@@ -60,8 +75,9 @@ def load(directory: str | Path, device: str | torch.device = "cpu", allow_untrai
     level that was never trained (unless ``allow_untrained``).
     """
     name, config = read_model_meta(directory)
-    model = build_model(name, config)
     run = RunDir(directory)
+    check_model_size(name, config, run.model_file)
+    model = build_model(name, config)
     for level in range(len(model.levels)):
         if allow_untrained and not run.has_weights(level):
             continue

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from waveletflow.errors import UserInputError
 from waveletflow.models.base import FlowModel
 from waveletflow.models.config import (GlowConfig, MRCNFConfig, WaveletFlowConfig, glow_config, glow_residual_config,
@@ -62,13 +64,20 @@ def default_config(name: str, image_shape: Sequence[int], n_bits: int, overrides
     return config
 
 
-def build_model(name: str, config: Any) -> FlowModel:
-    """A new model of type ``name`` from its config (a config object, or a whole config as a dict)."""
+def build_model(name: str, config: Any, device: str | None = None) -> FlowModel:
+    """A new model of type ``name`` from its config (a config object, or a whole config as a dict).
+
+    ``device="meta"`` builds it without allocating its weights (to check a config or count its parameters).
+    """
     t = model_type(name)
     if isinstance(config, Mapping):
         config = t.config_class.from_dict(config)
     if not isinstance(config, t.config_class):
         raise UserInputError(f"a {name} model needs a {t.config_class.__name__}, got {type(config).__name__}")
-    model = t.build(config)
+    if device is None:
+        model = t.build(config)
+    else:
+        with torch.device(device):
+            model = t.build(config)
     model.model_type = t.name  # the registry names what it builds
     return model

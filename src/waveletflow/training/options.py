@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -83,8 +84,9 @@ class TrainOptions(Config):
             if not 0 <= getattr(self, name) < 1:
                 raise UserInputError(f"training option {name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("time_budget", "lr", "grad_clip", "checkpoint_seconds", "slice_seconds"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise UserInputError(f"training option {name} must be positive, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if v is not None and not 0 < v < math.inf:
+                raise UserInputError(f"training option {name} must be a positive number, got {v}")
 
     def lr_at(self, step: int, progress: float = 0.0) -> float:
         """The learning rate of optimiser step ``step`` (counted from 0) at ``progress`` (0..1) through the unit's

@@ -13,8 +13,8 @@ import torch
 from waveletflow.data import Crops, ImageDataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, default_config
-from waveletflow.models.io import read_model_meta, write_model_meta
-from waveletflow.rundir import RunDir
+from waveletflow.models.io import check_model_size, read_model_meta, write_model_meta
+from waveletflow.rundir import LOCK_FILE, RunDir
 
 log = logging.getLogger("waveletflow")
 
@@ -22,7 +22,7 @@ log = logging.getLogger("waveletflow")
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
                 overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0,
                 level_spec: str = "all", preset: str | None = None, image_size: int | None = None,
-                crop: int | None = None) -> tuple[str, Any]:
+                crop: int | None = None, allow_other_data: bool = False) -> tuple[str, Any]:
     """Create the run folder (``model.json``, ``run.json``), or check that an existing one fits the data.
 
     Args:
@@ -35,6 +35,8 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         level_spec: the levels asked for, checked against the model before anything is written.
         image_size, crop: how ``data`` was prepared (see :func:`~waveletflow.data.load_dataset`), kept in
             ``run.json`` as the defaults of later commands.
+        allow_other_data: let an existing run go on with data other than it was made with (see
+            :func:`check_data`).
     Returns:
         The model type and config of the run.
     """
@@ -46,11 +48,19 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         if tuple(config.image_shape) != data.image_shape:
             raise UserInputError(f"{run} was made for images of shape {tuple(config.image_shape)} (C, H, W), "
                                  f"but {data_spec} has {data.image_shape}")
+        run.check_layout()
+        check_data(run, data, data_spec, allow_other_data)
+        check_model_size(name, config, run.model_file)
+        parse_levels(level_spec, len(build_model(name, config, device="meta").levels))
         if overrides or preset:
             log.info("%s exists; its saved model config is used and --config / --preset are ignored", run)
         return name, config
+    if run.path.exists() and not run.path.is_dir():
+        raise UserInputError(f"{run} is a file, not a folder; choose another --out")
     if not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
+    if n_bits is not None and n_bits < 1:
+        raise UserInputError(f"--n-bits must be at least 1, got {n_bits}")
     bits = n_bits or data.n_bits
     if bits > data.n_bits:
         raise UserInputError(f"--n-bits {bits} is more than the data's {data.n_bits} bits")
@@ -59,12 +69,62 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
     # validate the config and the levels asked for before anything is written
-    parse_levels(level_spec, len(build_model(name, config).levels))
+    check_model_size(name, config, "the model config")
+    parse_levels(level_spec, len(build_model(name, config, device="meta").levels))
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
-                  image_size=image_size, crop=crop)
+                  image_size=image_size, crop=crop, fingerprint=data.fingerprint())
     write_model_meta(run.path, name, config)
     return name, config
+
+
+def check_data(run: RunDir, data: ImageDataset, data_spec: str, allow_other: bool = False) -> None:
+    """Refuse to go on training ``run`` with data other than it was made with (its ``run.json``: the data's
+    fingerprint, or for older runs its name), unless ``allow_other``; the same data under another path is fine."""
+    info = run.read_run()
+    saved = info.get("fingerprint")
+    same = (saved == data.fingerprint()) if saved else _spec_key(str(info.get("data"))) == _spec_key(data_spec)
+    same = same and info.get("data_bits", data.n_bits) == data.n_bits
+    if same:
+        return
+    if not allow_other:
+        raise UserInputError(f"{run} was trained on {info.get('data')!r}; {data_spec!r} holds other images. Give the "
+                             f"same data to resume, another --out for a new run, or --allow-other-data to go on "
+                             f"training this model on these images")
+    log.warning("%s was made with %r; training it further on %r, as asked (--allow-other-data)", run,
+                info.get("data"), data_spec)
+
+
+def _spec_key(spec: str) -> str:
+    """A data spec with its path made absolute (the same file named two ways is the same data)."""
+    file, sep, prefix = spec.partition(".npz:")
+    path = Path(file + (".npz" if sep else "")).expanduser()
+    return (str(path.resolve()) + sep[4:] + prefix) if path.exists() else spec
+
+
+def check_units(run: RunDir, model: FlowModel, units: list[list[int]]) -> None:
+    """Before anything is trained: every unit's checkpoint and every level's saved weights in the run can be read
+    and fit the model, so that a bad file is found before any level was trained further and rewritten."""
+    for levels in units:
+        if run.has_checkpoint(levels):
+            ck = run.load_checkpoint(levels)
+            module = (model.levels[levels[0]] if len(levels) == 1
+                      else torch.nn.ModuleDict({str(v): model.levels[v] for v in levels}))
+            missing = [k for k in ("model", "optimizer", "rng", "step", "elapsed_s") if k not in ck]
+            if missing or not _fits(ck["model"], module.state_dict()):
+                raise UserInputError(f"checkpoint {run.checkpoint_file(levels)} does not fit this model"
+                                     + (f" (no {missing[0]!r})" if missing else "") + f"; move "
+                                     f"{run.unit_dir(levels)} away to start that unit again")
+    for level in range(len(model.levels)):
+        if run.has_weights(level) and not _fits(run.load_weights(level), model.levels[level].state_dict()):
+            raise UserInputError(f"weights of level {level} in {run} do not fit the model in its model.json")
+
+
+def _fits(state: Any, reference: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict has the keys and tensor shapes of ``reference``."""
+    if not isinstance(state, dict) or set(state) != set(reference):
+        return False
+    return all(isinstance(state[k], torch.Tensor) and state[k].shape == v.shape for k, v in reference.items())
 
 
 def new_model(model_type: str, config: Any, seed: int) -> FlowModel:

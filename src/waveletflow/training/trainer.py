@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
@@ -21,11 +22,11 @@ import torch
 from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
-from waveletflow.rundir import RunDir
+from waveletflow.rundir import LOCK_FILE, RunDir
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.run import new_model, parse_levels, prepare_run, split_train_val
+from waveletflow.training.run import check_units, new_model, parse_levels, prepare_run, split_train_val
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
 from waveletflow.training.unit import TrainUnit
@@ -94,6 +95,8 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
             unit, step = units[level], units[level].step
             fit(unit, unit.batches(), stop, sinks[level])
             unit.elapsed_before += stop.elapsed()
+            if unit.step > step and unit.val_step != unit.step:  # the clock ran out between a step and its check
+                unit.validate()
             return unit.step > step
 
         while (nxt := schedule.next_slice()) is not None:
@@ -123,8 +126,13 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
           parallel: int = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
-          preset: str | None = None, crop: int | None = None) -> list[dict[str, Any]]:
+          preset: str | None = None, crop: int | None = None, allow_other_data: bool = False,
+          lock: bool = True) -> list[dict[str, Any]]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
+
+    Everything is checked before anything is written: the options, the data (against the run's ``run.json``),
+    the model config, every checkpoint and saved weights of the run. A new run that fails before its first
+    checkpoint leaves no folder behind. While training, the run is locked: a second ``train`` on it is refused.
 
     Args:
         data_spec: the dataset (see :func:`waveletflow.data.load_dataset`); ``data``, when given, is used
@@ -136,35 +144,73 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         image_size, crop: resize a folder's images to this side; train on random crops of this side (centre
             crops for validation), pixel values unchanged. A resumed run uses the ones in its ``run.json``
             unless given.
+        allow_other_data: go on training an existing run on data other than it was made with (refused
+            otherwise).
+        lock: take the run's lock (False only where the caller holds it: the level workers of ``parallel``).
     """
     opts = opts or TrainOptions()
     if opts.steps is None and opts.time_budget is None:
         raise UserInputError("give --steps or --time-budget")
     if opts.joint and parallel > 1:
         raise UserInputError("--joint trains its levels together in one process; drop --parallel")
+    if parallel < 1:
+        raise UserInputError(f"--parallel must be at least 1, got {parallel}")
     opts = replace(opts, device=resolve_device(opts.device))
     run = RunDir(run_dir)
+    if run.path.exists() and not run.path.is_dir():
+        raise UserInputError(f"{run} is a file, not a folder; choose another --out")
     saved = run.data_options() if run.is_model() else {}
     image_size = image_size if image_size is not None else saved.get("image_size")
     crop = crop if crop is not None else saved.get("crop")
     data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
-    name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed, level_spec, preset,
-                               image_size, crop)
-    info = run.read_run()
-    model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
-    levels = parse_levels(level_spec, len(model.levels))
-    if parallel > 1 and len(levels) > 1:
-        results = _train_parallel(run, data_spec, data, levels, parallel, opts, budget_shares(model.level_dims, levels))
-    else:
-        train_x, val_x = split_train_val(data, info["val_size"])
-        args = (model, levels, run, train_x, val_x[: opts.val_images], info["data_bits"], opts)
-        if opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
-            results = _train_by_gain(*args)
-        else:
-            results = _train_in_turn(*args)
+    with run.lock() if lock else nullcontext():
+        new = run.is_empty()  # only then may a failure remove what this command wrote
+        try:
+            name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed,
+                                       level_spec, preset, image_size, crop, allow_other_data)
+            info = run.read_run()
+            model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
+            levels = parse_levels(level_spec, len(model.levels))
+            if opts.joint:
+                cropped = [v for v in levels if model.level_crop(v) is not None]
+                if len(levels) > 1 and cropped:
+                    raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
+            check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
+            if lock:
+                for path in run.remove_temporaries():
+                    log.info("removed %s, left by a process stopped while saving", path)
+            results = _train_levels(run, data_spec, data, model, levels, parallel, opts, info)
+        except Exception:
+            if new and lock:
+                _remove_new_run(run)
+            raise
     if opts.curves:
         plot_curves(run.path, names=model.level_names())
     return results
+
+
+def _train_levels(run: RunDir, data_spec: str, data: ImageDataset, model: FlowModel, levels: list[int],
+                  parallel: int, opts: TrainOptions, info: dict[str, Any]) -> list[dict[str, Any]]:
+    if parallel > 1 and len(levels) > 1:
+        return _train_parallel(run, data_spec, data, levels, parallel, opts, budget_shares(model.level_dims, levels))
+    train_x, val_x = split_train_val(data, info["val_size"])
+    args = (model, levels, run, train_x, val_x[: opts.val_images], data.n_bits, opts)
+    if opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
+        return _train_by_gain(*args)
+    return _train_in_turn(*args)
+
+
+def _remove_new_run(run: RunDir) -> None:
+    """Remove what a new run wrote before it failed, unless a checkpoint was written (its folder was empty)."""
+    if any(run.has_checkpoint(levels) for levels in map(run.unit_levels, (d.name for d in run.unit_dirs()))):
+        return
+    for p in run.path.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 # ----- level workers -------------------------------------------------------------------------------
@@ -232,7 +278,8 @@ def _level_worker(conn, run_dir: str, data_spec: str, data: ImageDataset, level_
     log.setLevel(log_level)
     log.propagate = False
     try:
-        result = ("ok", train(run_dir, data_spec, None, level_spec, 1, opts, data=data))
+        result = ("ok", train(run_dir, data_spec, None, level_spec, 1, opts, data=data, allow_other_data=True,
+                              lock=False))
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else ""
         result = ("error", text if isinstance(exc, UserInputError) else f"{type(exc).__name__}: {text}")

@@ -66,6 +66,7 @@ class TrainUnit:
         self.train_bpd: float | None = None  # of the last metrics row
         self.val_bpd: float | None = None  # of the last validation: the unit's, and each level's own
         self.levels_val_bpd: list[float] | None = None
+        self.val_step: int | None = None  # the step of the last validation
         self.crop = None if self.single is None else model.level_crop(self.single)
         c, h, w = model.image_shape
         # dimensions of a training example (a crop of the level's bands for a cropped level)
@@ -90,6 +91,7 @@ class TrainUnit:
             self._start()
             if self.average is not None:
                 self.average.reset()  # from the initialised (or saved) weights
+        self.run.truncate_metrics(self.levels, self.step)  # rows a stopped process wrote after its checkpoint
         return self
 
     def _check_not_superseded(self) -> None:
@@ -203,6 +205,7 @@ class TrainUnit:
         dims = [self.model.level_dims[v] for v in self.levels]
         self.levels_val_bpd = [float(b) for b in res.own]
         self.val_bpd = sum(b * d for b, d in zip(self.levels_val_bpd, dims)) / sum(dims)
+        self.val_step = self.step
         if self.opts.keep_best and (self.best is None or self.val_bpd < self.best["val_bpd"]):
             with self.averaged():
                 params = {n: p.detach().cpu().clone() for n, p in self.module.named_parameters()}
