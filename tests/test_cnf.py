@@ -176,3 +176,44 @@ def test_mrcnf_trains_and_loads_through_the_shared_trainer(tmp_path, capsys, joi
     assert [lv["nfe"] for lv in res["levels"]] == [1, 1]  # euler over [0, 1] with one step: one evaluation each
     assert main(["evaluate", str(tmp_path / "m"), "--data", "digits", "--limit", "8", "--ode-tol", "-1"]) == 2
     assert "tolerance must be positive" in capsys.readouterr().err
+
+
+def test_regularizers_do_not_steer_the_solver_and_are_not_integrated_in_evaluation():
+    cnf = tiny_cnf(divergence="hutchinson", train_solver=SolverConfig("dopri5", 1e-4, 1e-4)).train()
+    x = torch.randn(3, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    zeros = torch.zeros(3, dtype=torch.float64)
+    cnf.noise_generator = torch.Generator().manual_seed(5)
+    out = cnf.transform(x)  # with the RNODE integrals
+    cnf.noise_generator = torch.Generator().manual_seed(5)
+    eps = cnf._noise(x)  # the same draw
+    off = [0]
+    z, div = cnf._solve(cnf._dynamics(None, eps, off, regularize=False), (x, zeros), 0.0, 1.0, None)
+    assert out.nfe == off[0]  # the same steps with and without the regularisers
+    assert torch.allclose(out.z, z, rtol=0, atol=1e-8) and torch.allclose(out.logdet, div, rtol=0, atol=1e-8)
+    assert float(out.kinetic.min()) > 0 and float(out.jacobian.min()) > 0
+    # what the old solve did (every state under error control) takes other steps: the check above can fail
+    controlled = [0]
+    cnf._solve(cnf._dynamics(None, eps, controlled, regularize=True), (x, zeros, zeros, zeros), 0.0, 1.0, None)
+    assert controlled[0] != off[0]
+    ev = cnf.eval().transform(x)
+    assert ev.kinetic is None and ev.jacobian is None
+
+
+def test_mrcnf_resume_is_exact_with_hutchinson_and_steer(tmp_path):
+    from waveletflow.data import load_dataset
+    from waveletflow.training import TrainOptions, train
+
+    data = load_dataset("digits")
+    cfg = {"base_size": 4, "hidden": [8], "divergence": "hutchinson", "steer": 0.25,
+           "train_solver": {"method": "bosh3", "atol": 1e-3, "rtol": 1e-3}}
+    opts = lambda steps: TrainOptions(steps=steps, batch_size=8, init_batch=8, val_images=8, progress=False,  # noqa: E731
+                                      curves=False, checkpoint_every=2, ema=0.0, decay=0.0)
+    train(tmp_path / "a", "digits", "mrcnf", "all", 1, opts(4), cfg, data=data)
+    train(tmp_path / "b", "digits", "mrcnf", "all", 1, opts(2), cfg, data=data)
+    torch.manual_seed(123)  # the global RNG differs on resume: nothing may depend on it
+    train(tmp_path / "b", "digits", None, "all", 1, opts(4), data=data)
+    for level in (0, 1):
+        a = torch.load(tmp_path / "a" / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
+        b = torch.load(tmp_path / "b" / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
+        assert a["step"] == b["step"] == 4
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

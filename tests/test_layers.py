@@ -219,7 +219,10 @@ def test_sequential_adds_up_ode_statistics_with_the_given_solver():
     cond = torch.randn(2, 1, 3, 3, dtype=torch.float64)
     euler = SolverConfig("euler", 1e-3, 1e-3)
     out = stack.eval().transform(x, cond, euler)
-    assert out.nfe == 2  # one Euler step over [0, 1] per CNF
+    assert out.nfe == 2 and out.kinetic is None  # one Euler step over [0, 1] per CNF; no penalties in evaluation
+    z_eval = out.z
+    out = stack.train().transform(x, cond, euler)  # training: the penalties are integrated and add up
+    assert torch.allclose(out.z, z_eval)
     v, kinetic = x, 0
     for layer in stack.layers:
         part = layer.transform(v, cond, euler)
@@ -227,7 +230,7 @@ def test_sequential_adds_up_ode_statistics_with_the_given_solver():
     assert torch.allclose(out.z, v) and torch.allclose(out.kinetic, kinetic) and float(out.kinetic.detach().min()) > 0
     back = stack.inverse_transform(out.z, cond, euler)
     assert back.nfe == 2 and back.kinetic is None and back.jacobian is None
-    assert stack.transform(x, cond).nfe > 2  # None: the eval solver (adaptive dopri5)
+    assert stack.eval().transform(x, cond).nfe > 2  # None: the eval solver (adaptive dopri5)
     assert ActNorm(2).transform(x).nfe == 0
 
 

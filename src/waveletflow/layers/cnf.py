@@ -61,16 +61,22 @@ class ODEFunc(nn.Module):
         return self.out(torch.cat((h, tt), dim=1))
 
 
+#: the tolerance of ODE states that must not steer the step size (the RNODE integrals)
+UNCONTROLLED_TOL = 1e20
+
+
 class CNF(InvertibleLayer):
     """A continuous normalizing flow ``dz/dt = f(t, z | cond)`` from t = 0 (data) to t = T (latent).
 
     :meth:`transform` returns ``z(T)``, the log-det ``∫ Tr ∂f/∂z dt`` (so ``log p(x) = log p(z(T)) + logdet``),
     the RNODE integrals and the function evaluations. The trace is exact (``divergence="exact"``, D backward
     passes: small inputs and checks) or Hutchinson's estimate (FFJORD) with one Gaussian or Rademacher draw per
-    solve from the global RNG. The RNODE integrals, kinetic energy ``½‖f‖²`` and Jacobian Frobenius norm
+    solve, from ``noise_generator`` in training when set (the trainer sets it, and its checkpoint saves it), else
+    from the global RNG. The RNODE integrals, kinetic energy ``½‖f‖²`` and Jacobian Frobenius norm
     ``‖εᵀ∂f/∂z‖²`` (0 with the exact trace), are per sample and, as in the RNODE code, divided by the
-    dimension so that their weights sit beside a bits/dim loss. In training mode with ``steer > 0`` the end time
-    is drawn from ``U[T − steer, T + steer]``. A ``solver`` of ``None`` means ``train_solver`` in training mode
+    dimension so that their weights sit beside a bits/dim loss; they are integrated in training only, outside
+    the solver's error control. In training mode with ``steer > 0`` the end time is drawn (from the same
+    generator) from ``U[T − steer, T + steer]``. A ``solver`` of ``None`` means ``train_solver`` in training mode
     and ``eval_solver`` in evaluation mode. ``adjoint`` back-propagates with the adjoint method (Chen et al.
     2018) to the input and the parameters (not to ``cond``), in memory independent of the number of steps.
     """
@@ -103,6 +109,9 @@ class CNF(InvertibleLayer):
         self.noise = noise
         self.steer = steer
         self.adjoint = adjoint
+        #: where training draws Hutchinson's noise and the STEER end times from (None: the global RNG); the
+        #: trainer sets its unit's generator, which its checkpoint saves, so that a resumed run is exact
+        self.noise_generator: torch.Generator | None = None
 
     # -- the trace ----------------------------------------------------------------------------------
     def divergence_of(self, t: Tensor, z: Tensor, cond: Tensor | None, eps: Tensor | None = None,
@@ -130,26 +139,41 @@ class CNF(InvertibleLayer):
                 frob = vjp.pow(2).reshape(n, -1).sum(1)
         return f, div, frob
 
+    def _generator(self) -> torch.Generator | None:
+        return self.noise_generator if self.training else None
+
     def _noise(self, z: Tensor) -> Tensor:
+        gen = self._generator()
+        if gen is None:
+            if self.noise == "gaussian":
+                return torch.randn_like(z)
+            return torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
         if self.noise == "gaussian":
-            return torch.randn_like(z)
-        return torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
+            eps = torch.randn(z.shape, generator=gen, device=gen.device, dtype=z.dtype)
+        else:
+            eps = torch.randint(0, 2, z.shape, generator=gen, device=gen.device).to(z.dtype) * 2 - 1
+        return eps.to(z.device)
 
     def _end(self, z: Tensor) -> float:
         if self.training and self.steer > 0:
-            return self.end_time + (2 * float(torch.rand(())) - 1) * self.steer
+            return self.end_time + (2 * float(torch.rand((), generator=self._generator())) - 1) * self.steer
         return self.end_time
 
     def _solve(self, dynamics: Callable, state: tuple[Tensor, ...], t0: float, t1: float,
-               solver: SolverConfig | None) -> tuple[Tensor, ...]:
+               solver: SolverConfig | None, controlled: int | None = None) -> tuple[Tensor, ...]:
+        """Solve from ``t0`` to ``t1``; only the first ``controlled`` states (default: all) steer the adaptive step
+        size: the others (the RNODE integrals) get a tolerance of 1e20, as in the RNODE and MRCNF code."""
         from torchdiffeq import odeint, odeint_adjoint
 
         solver = solver or (self.train_solver if self.training else self.eval_solver)
         x = state[0]
         t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
-        opts = {"method": solver.method, "atol": solver.atol, "rtol": solver.rtol}
+        free = len(state) - (len(state) if controlled is None else controlled)
+        tol = lambda v: v if not free else [v] * (len(state) - free) + [UNCONTROLLED_TOL] * free  # noqa: E731
+        opts = {"method": solver.method, "atol": tol(solver.atol), "rtol": tol(solver.rtol)}
         if self.adjoint and torch.is_grad_enabled():
-            out = odeint_adjoint(dynamics, state, t, adjoint_params=tuple(self.parameters()), **opts)
+            out = odeint_adjoint(dynamics, state, t, adjoint_params=tuple(self.parameters()),
+                                 adjoint_atol=solver.atol, adjoint_rtol=solver.rtol, **opts)
         else:
             out = odeint(dynamics, state, t, **opts)
         return tuple(s[-1] for s in out)
@@ -168,13 +192,22 @@ class CNF(InvertibleLayer):
         return dynamics
 
     def transform(self, x: Tensor, cond: Tensor | None = None, solver: SolverConfig | None = None) -> FlowOutput:
-        """``FlowOutput(z(T), logdet, kinetic, jacobian, nfe)`` for data ``x``."""
+        """``FlowOutput(z(T), logdet, kinetic, jacobian, nfe)`` for data ``x``.
+
+        The RNODE integrals are integrated in training mode only (``None`` in evaluation mode), outside the
+        solver's error control: they never change its step sizes (nor, so, ``z`` and the log-det).
+        """
         self._check(x, cond)
         eps = None if self.divergence == "exact" else self._noise(x)
         counter = [0]
         zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        end = self._end(x)
+        if not self.training:
+            dynamics = self._dynamics(cond, eps, counter, regularize=False)
+            z, div = self._solve(dynamics, (x, zeros), 0.0, end, solver)
+            return FlowOutput(z, div, None, None, counter[0])
         dynamics = self._dynamics(cond, eps, counter, regularize=True)
-        z, div, kinetic, frob = self._solve(dynamics, (x, zeros, zeros, zeros), 0.0, self._end(x), solver)
+        z, div, kinetic, frob = self._solve(dynamics, (x, zeros, zeros, zeros), 0.0, end, solver, controlled=2)
         return FlowOutput(z, div, kinetic, frob, counter[0])
 
     def inverse_transform(self, z: Tensor, cond: Tensor | None = None, solver: SolverConfig | None = None,

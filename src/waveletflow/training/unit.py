@@ -62,6 +62,9 @@ class TrainUnit:
         self.average = PolyakAverage(self.module, opts.ema) if opts.ema > 0 else None
         seed_offset = self.single if self.single is not None else 1000 + sum(self.levels)
         self.generator = torch.Generator().manual_seed(opts.seed * 1009 + seed_offset)
+        for m in self.module.modules():  # continuous flows draw their training noise from it too (exact resume)
+            if hasattr(m, "noise_generator"):
+                m.noise_generator = self.generator
         self.step, self.elapsed_before = 0, 0.0
         self.train_bpd: float | None = None  # of the last metrics row
         self.val_bpd: float | None = None  # of the last validation: the unit's, and each level's own
