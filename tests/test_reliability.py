@@ -158,6 +158,20 @@ def test_corrupt_checkpoint_found_before_any_level_is_trained(workspace, capsys)
     assert snapshot(workspace) == before
 
 
+def test_super_resolve_on_a_model_without_levels(workspace, capsys):
+    from PIL import Image
+
+    glow = workspace / "glow"
+    assert run_cli(capsys, ["train", "--data", "digits", "--model", "glow", "--out", glow, "--steps", "1", "--quiet",
+                            "--no-curves"])[0] == 0
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(workspace / "low.png")
+    before = snapshot(workspace)
+    code, _, err = run_cli(capsys, ["super-resolve", glow, "--input", workspace / "low.png", "--out",
+                                    workspace / "sr.png"])
+    assert_one_error_line(code, err, "has no wavelet levels and cannot super-resolve")
+    assert snapshot(workspace) == before
+
+
 def test_info_says_what_is_wrong(workspace, capsys):
     run = workspace / "run"
     (run / "level_01" / "state.json").write_text("{half")

@@ -128,8 +128,10 @@ class FlowModel(nn.Module):
         raise NotImplementedError
 
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
-                      generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> np.ndarray:
-        """Full-size uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels only)."""
+                      generator: torch.Generator | None = None, solver: SolverConfig | None = None,
+                      size: int | None = None) -> np.ndarray:
+        """Full-size (or ``size``-high) uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels
+        only)."""
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
     # ----- derived from _level_terms -------------------------------------------------------------
