@@ -250,3 +250,17 @@ def test_a_format_one_run_drops_the_keys_that_format_ignored(caplog):
     assert "hidden" not in config and config["levels"][1] == {} and config["levels"][0] == {"n_scales": 1}
     assert "hidden" in caplog.text and "levels[1].widht" in caplog.text
     WaveletFlowConfig.from_dict(config)
+
+
+def test_mrcnf_presets():
+    from waveletflow.models import build_model, mrcnf_config
+
+    cpu, pub = mrcnf_config((1, 28, 28)), mrcnf_config((1, 28, 28), preset="mrcnf-published")
+    assert cpu == mrcnf_config((1, 28, 28), preset="mrcnf-cpu") and cpu.hidden == (32, 32, 32) and cpu.alpha == 0.05
+    assert (pub.hidden, pub.cnf_blocks, pub.alpha) == ((64, 64, 64), 2, 1e-6)
+    assert mrcnf_config((3, 32, 32), preset="mrcnf-published").alpha == 0.05  # α = 1e-6 is MNIST's
+    assert mrcnf_config((1, 28, 28), preset="mrcnf-published", alpha=0.01).alpha == 0.01  # overrides win
+    count = lambda c: sum(p.numel() for p in build_model("mrcnf", c, device="meta").parameters())  # noqa: E731
+    assert count(cpu) == 62_868 and count(pub) == 472_488  # the figures the README gives
+    with pytest.raises(ValueError, match="unknown MRCNF preset 'mrcnf-big'"):
+        mrcnf_config((1, 28, 28), preset="mrcnf-big")

@@ -24,6 +24,7 @@ def _train_default(name: str):
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     from waveletflow.models import DEFAULT_MODEL_TYPE, MODEL_TYPES, PRESETS
+    from waveletflow.models.config import MRCNF_PRESETS
     from waveletflow.training.options import OPTIMIZERS, SCHEDULES
 
     d = _train_default
@@ -52,7 +53,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"seed of the model and the data order (default {d('seed')})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d('device')})")
     p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")
-    p.add_argument("--preset", help=f"named Wavelet Flow preset ({', '.join(PRESETS)})")
+    p.add_argument("--preset", help=f"named preset: Wavelet Flow's ({', '.join(PRESETS)}), MRCNF's "
+                                    f"({', '.join(MRCNF_PRESETS)})")
     p.add_argument("--n-bits", type=int, help="model bit depth (default: the data's)")
     p.add_argument("--image-size", type=int, help="resize a folder's images (shorter side, bicubic) and centre-crop "
                                                   "them to this side (default: their own size)")
