@@ -217,3 +217,24 @@ def test_mrcnf_resume_is_exact_with_hutchinson_and_steer(tmp_path):
         b = torch.load(tmp_path / "b" / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
         assert a["step"] == b["step"] == 4
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_mrcnf_trains_in_a_fresh_process(tmp_path):
+    """A new run checks its config on the ``meta`` device first: nothing imported then may keep meta tensors."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "waveletflow", "train", "--model", "mrcnf", "--data", "digits", "--out",
+                          str(tmp_path / "m"), "--steps", "1", "--batch-size", "8", "--quiet", "--no-curves",
+                          "--config", str(_write(tmp_path / "c.json", '{"base_size": 4, "hidden": [8]}'))],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m" / "level_01" / "checkpoint.pt").is_file()
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

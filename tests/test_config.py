@@ -264,3 +264,13 @@ def test_mrcnf_presets():
     assert count(cpu) == 62_868 and count(pub) == 472_488  # the figures the README gives
     with pytest.raises(ValueError, match="unknown MRCNF preset 'mrcnf-big'"):
         mrcnf_config((1, 28, 28), preset="mrcnf-big")
+
+
+def test_info_describes_an_mrcnf_preset(capsys):
+    import json
+
+    from waveletflow.cli import main
+
+    assert main(["info", "mrcnf-published", "--channels", "1", "--image-size", "28", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_type"] == "mrcnf" and info["parameters"] == 472_488 and info["image_shape"] == [1, 28, 28]

@@ -128,6 +128,7 @@ BAD_INPUTS = [
     (["super-resolve", "{tmp}/run", "--out", "{tmp}/x.png", "--input", "{tmp}/adir"], "is a folder; give one image"),
     (["super-resolve", "{tmp}/run", "--out", "{tmp}/x.png", "--input", "{tmp}/none.png"], "does not exist"),
     (["info", "{tmp}/nothing"], "no run"),
+    (["info", "mrcnf-published", "--channels", "2"], "--channels must be 1 or 3"),
     (["pyramid", "--out", "{tmp}/p.png", "--n", "0"], "--n must be at least 1"),
     (["pyramid", "--out", "{tmp}/p.txt"], "give an image file"),
     (["superres-eval", "{tmp}/run", "--data", "digits", "--temperature", "nan"], "must be finite"),

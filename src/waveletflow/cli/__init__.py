@@ -135,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     p = sub.add_parser("info", help="model type, sizes, parameters and training state per level")
-    p.add_argument("run", help="a run folder, or a preset name (e.g. 1024x1024) to describe its model")
+    p.add_argument("run", help="a run folder, or a preset name (e.g. 1024x1024, mrcnf-published) to describe its model")
     p.add_argument("--channels", type=int, default=3, help="image channels, for a preset (default 3)")
+    p.add_argument("--image-size", type=int, help="image side, for an MRCNF preset (default 32)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("pyramid", help="write the Haar pyramid of a few images as a PNG")

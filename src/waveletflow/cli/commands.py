@@ -259,12 +259,18 @@ def _load_plain(a):
 
 
 def cmd_info(a) -> int:
-    from waveletflow.models import build_model, load, waveletflow_config
-    from waveletflow.models.config import PRESETS
+    from waveletflow.models import build_model, load, mrcnf_config, waveletflow_config
+    from waveletflow.models.config import MRCNF_PRESETS, PRESETS
 
+    if a.channels not in (1, 3) or (a.image_size is not None and a.image_size < 2):
+        raise UserInputError("--channels must be 1 or 3 and --image-size at least 2")
     if a.run in PRESETS and not Path(a.run).exists():  # a preset's model, before any training
         side = int(a.run.split("x")[0])
         model = build_model("waveletflow", waveletflow_config((a.channels, side, side), 8, preset=a.run))
+        run = None
+    elif a.run in MRCNF_PRESETS and not Path(a.run).exists():
+        side = a.image_size or 32
+        model = build_model("mrcnf", mrcnf_config((a.channels, side, side), 8, preset=a.run))
         run = None
     else:
         model = load(a.run, allow_untrained=True)

@@ -17,6 +17,11 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers.base import FlowOutput, InvertibleLayer, conv_shape
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
 
+try:  # imported with this module, never first under a ``torch.device("meta")`` context (its tables would land there)
+    import torchdiffeq
+except ImportError:  # optional: pip install waveletflow[ode]
+    torchdiffeq = None
+
 
 class LogitTransform(InvertibleLayer):
     """``y = logit(α + (1 − 2α)·x)`` for x in [0, 1): maps pixels onto the real line (Dinh et al. 2017)."""
@@ -86,10 +91,8 @@ class CNF(InvertibleLayer):
                  train_solver: SolverConfig = DEFAULT_TRAIN_SOLVER, eval_solver: SolverConfig = DEFAULT_EVAL_SOLVER,
                  adjoint: bool = False):
         super().__init__()
-        try:
-            import torchdiffeq  # noqa: F401
-        except ImportError:
-            raise UserInputError("continuous flows need torchdiffeq: pip install torchdiffeq") from None
+        if torchdiffeq is None:
+            raise UserInputError("continuous flows need torchdiffeq: pip install torchdiffeq")
         if divergence not in ("hutchinson", "exact"):
             raise UserInputError(f"divergence must be hutchinson or exact, got {divergence!r}")
         if noise not in ("gaussian", "rademacher"):
