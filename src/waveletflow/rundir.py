@@ -55,6 +55,14 @@ TMP_SUFFIX = ".tmp"
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else set and reset."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
