@@ -178,11 +178,13 @@ def test_level_placement_checks():
         mrcnf_config((1, 8, 8), steer=1.0)
 
 
-def test_presets_only_for_waveletflow():
-    for factory in (glow_config, mrcnf_config):
-        with pytest.raises(UserInputError) as exc:
-            factory((1, 8, 8), preset="8x8")
-        assert one_line(exc) == "presets exist for waveletflow models only"
+def test_presets_only_for_waveletflow_and_mrcnf():
+    with pytest.raises(UserInputError) as exc:
+        glow_config((1, 8, 8), preset="8x8")
+    assert one_line(exc) == "presets exist for waveletflow and mrcnf models only"
+    with pytest.raises(UserInputError) as exc:
+        mrcnf_config((1, 8, 8), preset="8x8")  # a Wavelet Flow preset
+    assert one_line(exc) == "unknown MRCNF preset '8x8'; choose one of mrcnf-cpu, mrcnf-published"
 
 
 def test_configs_are_frozen():

@@ -284,7 +284,7 @@ def _halved(h: int, w: int, stop: int) -> BaseSize:
 
 
 def _no_preset(preset: str | None) -> None:
-    require(preset is None, "presets exist for waveletflow models only")
+    require(preset is None, "presets exist for waveletflow and mrcnf models only")
 
 
 def glow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None, **overrides: Any) -> GlowConfig:
