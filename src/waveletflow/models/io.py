@@ -31,18 +31,19 @@ def read_model_meta(directory: str | Path) -> tuple[str, Any]:
         raise UserInputError(f"corrupt {run.model_file} ({type(exc).__name__})") from None
 
 
-def check_model_size(name: str, config: Any, where: str | Path) -> None:
+def check_model_size(name: str, config: Any, where: str | Path) -> FlowModel:
     """Refuse a config whose weights alone would not fit in this machine's memory (a hand-edited or corrupt
-    ``model.json``) before anything is allocated."""
+    ``model.json``) before anything is allocated; returns the model built on the ``meta`` device."""
     meta = build_model(name, config, device="meta")
     n = sum(t.numel() for t in (*meta.parameters(), *meta.buffers()))
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not POSIX: no check
-        return
+        return meta
     if 4 * n > memory:
         raise UserInputError(f"{where} describes a model of {n:,} parameters ({4 * n / 2**30:,.0f} GB), more than this "
                              f"machine's memory ({memory / 2**30:,.0f} GB); is it corrupt?")
+    return meta
 
 
 def save_level_weights(model: FlowModel, level: int, directory: str | Path) -> None:

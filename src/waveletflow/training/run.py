@@ -50,8 +50,7 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
                                  f"but {data_spec} has {data.image_shape}")
         run.check_layout()
         check_data(run, data, data_spec, allow_other_data)
-        check_model_size(name, config, run.model_file)
-        parse_levels(level_spec, len(build_model(name, config, device="meta").levels))
+        parse_levels(level_spec, len(check_model_size(name, config, run.model_file).levels))
         if overrides or preset:
             log.info("%s exists; its saved model config is used and --config / --preset are ignored", run)
         return name, config
@@ -69,8 +68,7 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
     # validate the config and the levels asked for before anything is written
-    check_model_size(name, config, "the model config")
-    parse_levels(level_spec, len(build_model(name, config, device="meta").levels))
+    parse_levels(level_spec, len(check_model_size(name, config, "the model config").levels))
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
                   image_size=image_size, crop=crop, fingerprint=data.fingerprint())
