@@ -181,10 +181,8 @@ def test_info_says_what_is_wrong(workspace, capsys):
     meta = json.loads((run / "model.json").read_text())
     meta["config"]["levels"][1]["width"] = 10**8
     (run / "model.json").write_text(json.dumps(meta))
-    t0 = time.perf_counter()
     code, _, err = run_cli(capsys, ["info", run])
     assert_one_error_line(code, err, "more than this machine's memory")
-    assert time.perf_counter() - t0 < 60  # refused before allocating (a generous bound; no timing is measured)
 
 
 def test_other_data_only_when_asked(workspace, capsys):
