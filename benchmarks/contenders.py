@@ -9,6 +9,7 @@ per scale) and trained with the same optimiser, batch size, warm-up and clipping
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -56,6 +57,24 @@ class Ours:
     def test_bpd(self, images: np.ndarray) -> float:
         model = load(self.run_dir, self.device)
         return model.bits_per_dim(images, data_bits=self.data.n_bits).bits_per_dim
+
+    def sample_seconds(self, n: int, repeats: int) -> float:
+        """Median seconds to draw ``n`` samples from the trained model (after one warm-up draw)."""
+        model = load(self.run_dir, self.device)
+        return median_seconds(lambda: model.sample(n), repeats, self.device)
+
+
+def median_seconds(fn, repeats: int, device: str) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def normflows_glow(image_shape: tuple[int, int, int], n_scales: int, n_steps: int, hidden: int):
@@ -125,6 +144,12 @@ class NormflowsGlow:
         if self.keep_best_every:
             self._validate()
         self.trained_s += time.perf_counter() - t0
+
+    @torch.no_grad()
+    def sample_seconds(self, n: int, repeats: int) -> float:
+        """Median seconds to draw ``n`` samples (with the weights that were tested)."""
+        self.model.eval()
+        return median_seconds(lambda: self.model.sample(n), repeats, self.device)
 
     def _validate(self) -> None:
         n = len(self.data.x_train)

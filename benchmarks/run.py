@@ -57,11 +57,14 @@ def machine() -> str:
 # ----- 1. time to quality --------------------------------------------------------------------------
 def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
                     wf_parallel: int, batch_size: int, image_size: int | None = None,
-                    keep_best_every: int | None = None) -> dict:
+                    keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
+                    sample_n: int = 64) -> dict:
     """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
-    its images resized to ``image_size`` if given), test bits/dim after each chunk. With ``keep_best_every``
-    every model validates that often and is tested with its best validation's weights (early stopping, for
-    small datasets)."""
+    its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
+    draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
+    and is tested with its best validation's weights (early stopping, for small datasets). ``mrcnf`` adds MRCNF
+    with its default configuration (not matched in parameters: its preset is the CPU one); runs go to
+    ``OUT/runs/NAME{tag}``."""
     options = {} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every}
     path = SHARED / DATASETS[name]
     if not path.exists():
@@ -74,7 +77,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target) for name, (model_type, _, _) in GLOWS.items()}
     nf_scales, nf_steps = glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
     hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
-    runs = out / "runs" / (name if image_size is None else f"{name}{image_size}")
+    runs = out / "runs" / ((name if image_size is None else f"{name}{image_size}") + tag)
     shutil.rmtree(runs, ignore_errors=True)
     contenders = [
         Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
@@ -82,6 +85,9 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
         *(Ours(name, model_type, glow_cfgs[name], runs / model_type, data, str(path), device, batch_size,
                options=options) for name, (model_type, _, _) in GLOWS.items()),
     ]
+    if mrcnf:
+        contenders.append(Ours("MRCNF", "mrcnf", default_config("mrcnf", shape, 8), runs / "mrcnf", data, str(path),
+                               device, batch_size, options=options))
     try:
         contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size,
                                         keep_best_every=keep_best_every))
@@ -99,8 +105,11 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
             bpd = c.test_bpd(test, best=True) if isinstance(c, NormflowsGlow) else c.test_bpd(test)
             curve.append({"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)})
             print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
+        sample_s = c.sample_seconds(sample_n, 3)
+        print(f"[{name}] {c.name}: {sample_n} samples in {sample_s:.3f} s", flush=True)
         result["models"].append({"name": c.name, "params": params, "param_ratio": round(params / target, 3),
-                                 "curve": curve})
+                                 "curve": curve, "sample_n": sample_n, "sample_s": round(sample_s, 4),
+                                 **({"run": str(c.run_dir.relative_to(out))} if isinstance(c, Ours) else {})})
     wf = result["models"][0]
     for m in result["models"][1:]:
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
@@ -141,6 +150,42 @@ def plot_curves(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def trained_level_rates(out: Path, result: dict, data_name: str, batch: int, repeats: int, device: str) -> list[dict]:
+    """Per level of the trained Wavelet Flow and MRCNF of a time-to-quality ``result``: images/s of one training
+    step at ``batch`` (forward, backward, Adam step; for MRCNF the loss includes its regularisers) and, for MRCNF,
+    the ODE function evaluations (NFE) of that step's forward solve (training solver) and of a test pass of the
+    same images (evaluation solver). NFE depend on the trained dynamics, hence measured on trained models."""
+    from waveletflow import load
+    from waveletflow.metrics import LN2
+
+    data = load_dataset(str(SHARED / DATASETS[data_name]))
+    images = data.x_test[:batch]
+    rows = []
+    for m in result["models"]:
+        if m["name"] not in ("Wavelet Flow", "MRCNF"):
+            continue
+        model = load(out / m["run"], device)
+        names = model.level_names()
+        test_nfe = model.bits_per_dim(images, data_bits=data.n_bits, batch_size=batch).nfe
+        for level in range(len(model.levels)):
+            x = model.prepare(images, torch.Generator().manual_seed(level), data.n_bits)
+            dims = model.level_dims[level]
+
+            def loss(v, lv=level, d=dims):
+                o = model.objective([lv], v)
+                return o.nll / (d * LN2) + o.reg
+
+            model.train()
+            nfe = model.objective([level], x).nfe
+            secs = step_seconds(model, loss, x, repeats)
+            row = {"model": m["name"], "level": level, "what": names[level], "params": model.num_parameters(level),
+                   "batch": batch, "images_per_s": round(batch / secs, 1), "train_nfe": nfe,
+                   "test_nfe": None if test_nfe is None else test_nfe[level]}
+            rows.append(row)
+            print(f"[levels] {row}", flush=True)
+    return rows
 
 
 # ----- shared model builders for 2-4 ---------------------------------------------------------------
@@ -337,12 +382,15 @@ def markdown(res: dict) -> str:
             lines.append(f"{t['dataset']}: skipped ({t['skipped']})\n")
             continue
         extra = "" if not t.get("keep_best_every") else f", best validation kept (every {t['keep_best_every']} steps)"
+        sample_head = f" s for {t['models'][0]['sample_n']} samples |" if "sample_s" in t["models"][0] else ""
         lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, batch "
                   f"{t.get('batch', 64)}, {t['test_images']} test images{extra})", "",
-                  "| model | parameters | test bits/dim at the end | bits/dim along the budget |", "| --- | --- | --- | --- |"]
+                  "| model | parameters | test bits/dim at the end | bits/dim along the budget |" + sample_head,
+                  "| --- " * (4 + bool(sample_head)) + "|"]
         for m in t["models"]:
             along = ", ".join(f"{p['test_bpd']:.3f}" for p in m["curve"])
-            lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f} M ({m['param_ratio']:.2f}×) | {m['curve'][-1]['test_bpd']:.3f} | {along} |")
+            sample = f" {m['sample_s']:.3f} |" if sample_head else ""
+            lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f} M ({m['param_ratio']:.2f}×) | {m['curve'][-1]['test_bpd']:.3f} | {along} |{sample}")
         lines.append("")
         for s in t.get("speedups", []):
             if s["speedup"] is None:
@@ -350,6 +398,15 @@ def markdown(res: dict) -> str:
             else:
                 lines.append(f"- against {s['against']}: Wavelet Flow reaches {s['goal_bpd']:.3f} bits/dim after "
                              f"{s['wavelet_flow_s']:.0f} s: **{s['speedup']:.2f}×** sooner.")
+        lines.append("")
+    if res.get("trained_levels"):
+        lines += ["### Training step per level of the trained models (images/s, ODE function evaluations)", "",
+                  "| model | level | parameters | images/s (batch " f"{res['trained_levels'][0]['batch']}) | NFE per training step | NFE per test pass |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in res["trained_levels"]:
+            nfe = [("—" if r[k] is None else r[k]) for k in ("train_nfe", "test_nfe")]
+            lines.append(f"| {r['model']} | {r['level']}: {r['what']} | {r['params'] / 1e3:.0f} k | {r['images_per_s']} | "
+                         f"{nfe[0]} | {nfe[1]} |")
         lines.append("")
     if "ablation" in res:
         lines += ablation_markdown(res["ablation"])
@@ -417,6 +474,10 @@ def main(argv=None) -> int:
     p.add_argument("--keep-best-every", type=int, default=100,
                    help="high-resolution runs: every model validates this often (steps) and is tested with its "
                         "best validation's weights (0: off)")
+    p.add_argument("--mrcnf", action="store_true",
+                   help="only the MRCNF section: time to quality on MNIST with MRCNF beside Wavelet Flow and the "
+                        "Glows, sampling latency of the trained models, and images/s and NFE per level of the trained "
+                        "Wavelet Flow and MRCNF (writes results_mrcnf.*)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)  # normflows calls a deprecated torch.lu
@@ -445,6 +506,14 @@ def main(argv=None) -> int:
             res["highres_memory"] = highres_memory(1024 if full else 64, 4, [256, 512, 1024] if full else [32, 64],
                                                    a.device, a.memory_cap_gb)
         skip |= {"quality", "levers", "throughput", "memory", "sampling"}
+    if a.mrcnf:
+        if "quality" not in skip:
+            ttq = time_to_quality("mnist", budget, points, a.test_images or (2000 if full else 200), a.device, out,
+                                  a.wf_parallel, 64, mrcnf=True, tag="-mrcnf")
+            res["time_to_quality"].append(ttq)
+            if "skipped" not in ttq:
+                res["trained_levels"] = trained_level_rates(out, ttq, "mnist", 64, 3 if full else 1, a.device)
+        skip |= {"quality", "levers", "throughput", "memory", "sampling"}
     if "quality" not in skip:
         for name in a.datasets.split(","):
             res["time_to_quality"].append(time_to_quality(
@@ -469,7 +538,8 @@ def main(argv=None) -> int:
         cases = [tuple(int(v) for v in c.split(":")) for c in (a.sampling_cases or "32:64,256:1").split(",")]
         res["sampling"] = sampling_latency(cases, 3 if full else 1, a.device)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
-    stem = "results_highres" if a.highres else "results"  # the high-resolution sections have files of their own
+    # the high-resolution and MRCNF sections have files of their own
+    stem = "results_highres" if a.highres else "results_mrcnf" if a.mrcnf else "results"
     (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown(res))
     print(markdown(res))

@@ -73,3 +73,32 @@ def test_highres_benchmark_sections(tmp_path):
     assert all(r["mb"] is not None for r in mem["glow"])
     md = (tmp_path / "results_highres.md").read_text()
     assert "Time to quality: photos16" in md and "Peak memory of one training step at 64 px" in md
+
+
+def test_mrcnf_benchmark_section(tmp_path):
+    """MRCNF beside Wavelet Flow and the Glows on MNIST: its curve, the sampling latency of every trained model,
+    and per level of the trained Wavelet Flow and MRCNF the images/s of a step and MRCNF's function evaluations."""
+    shared_file("mnist.npz")
+    from benchmarks.run import main
+
+    assert main(["--mrcnf", "--quick", "--budget", "4", "--points", "1", "--test-images", "8",
+                 "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "results.json").exists()  # the main results are left alone
+    res = json.loads((tmp_path / "results_mrcnf.json").read_text())
+    (ttq,) = res["time_to_quality"]
+    names = [m["name"] for m in ttq["models"]]
+    assert names[:3] == ["Wavelet Flow", "Glow", "Glow (residual coupling)"] and "MRCNF" in names
+    assert all(m["curve"][0]["test_bpd"] > 0 and m["sample_s"] > 0 and m["sample_n"] == 64 for m in ttq["models"])
+    assert (tmp_path / "runs" / "mnist-mrcnf" / "mrcnf" / "model.json").is_file()
+    rows = res["trained_levels"]
+    assert [(r["model"], r["level"]) for r in rows] == [(m, lv) for m in ("Wavelet Flow", "MRCNF") for lv in range(3)]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    for r in rows:  # a discrete flow has no function evaluations; every MRCNF level solves at least once a step
+        if r["model"] == "Wavelet Flow":
+            assert r["train_nfe"] is None and r["test_nfe"] is None
+        else:
+            assert r["train_nfe"] >= 2 and r["test_nfe"] >= 2
+    mrcnf_params = next(m["params"] for m in ttq["models"] if m["name"] == "MRCNF")
+    assert sum(r["params"] for r in rows if r["model"] == "MRCNF") == mrcnf_params
+    md = (tmp_path / "results_mrcnf.md").read_text()
+    assert "s for 64 samples" in md and "NFE per training step" in md
