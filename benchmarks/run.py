@@ -113,7 +113,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     wf = result["models"][0]
     for m in result["models"][1:]:
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
-    plot_curves(result, out / f"time_to_quality_{name}.png")
+    plot_curves(result, out / f"time_to_quality_{name}{tag}.png")
     return result
 
 

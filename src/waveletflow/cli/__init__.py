@@ -1,4 +1,4 @@
-"""The ``waveletflow`` command line: train, evaluate, sample, super-resolve, superres-eval, info, pyramid, demo."""
+"""The ``waveletflow`` command line: train, evaluate, sample, quality, super-resolve, superres-eval, info, pyramid, demo."""
 
 from __future__ import annotations
 
@@ -79,13 +79,23 @@ def _add_solver(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ode-tol", type=float, help=f"continuous models: its atol = rtol (default: the model's, {S.atol:g})")
 
 
-def _add_run_io(p: argparse.ArgumentParser, out_help: str) -> None:
+def _add_run_io(p: argparse.ArgumentParser, out_help: str | None) -> None:
     p.add_argument("run")
-    p.add_argument("--out", required=True, help=out_help)
+    if out_help is not None:
+        p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--temperature", default="1.0", help="one value, or one per level separated by commas")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     _add_solver(p)
+    g = p.add_argument_group("annealed sampling (MCMC)")
+    g.add_argument("--mcmc", action="store_true",
+                   help="draw each level from p(level | below)^(1/T^2) by NUTS in its latent space, coarse to fine "
+                        "(annealed sampling; T = 1 is exact sampling)")
+    g.add_argument("--mcmc-steps", type=int, default=30, help="NUTS iterations after the warm-up (default 30)")
+    g.add_argument("--mcmc-warmup", type=int, default=10, help="step-size adaptation iterations (default 10)")
+    g.add_argument("--mcmc-accept", type=float, default=0.6, help="target acceptance of the adaptation (default 0.6)")
+    g.add_argument("--mcmc-depth", type=int, default=10, help="maximum NUTS tree depth (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with the MCMC statistics per level)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downsample", type=int, metavar="F",
                    help="the input is a full-size image: reduce it F times (block means) first, and write the "
                         "low-res input (enlarged), the super-resolution and the original side by side")
+
+    p = sub.add_parser("quality", help="sample quality: FD and KID against test images in a classifier's features")
+    _add_run_io(p, None)
+    p.add_argument("--data", required=True, help="the dataset with class labels (y_train, y_test)")
+    p.add_argument("--n", type=int, default=2000, help="samples, and test images compared with (default 2000)")
+    p.add_argument("--image-size", type=int, help="resize a folder's images to this side (default: the run's)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score training images and blocky, blurred and noise copies of them")
 
     p = sub.add_parser("superres-eval", help="PSNR and SSIM of super-resolution against bicubic and Lanczos")
     p.add_argument("run")
@@ -176,12 +194,12 @@ def _setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from waveletflow.cli.commands import (
-        cmd_evaluate, cmd_info, cmd_sample, cmd_super_resolve, cmd_superres_eval, cmd_train,
+        cmd_evaluate, cmd_info, cmd_quality, cmd_sample, cmd_super_resolve, cmd_superres_eval, cmd_train,
     )
     from waveletflow.cli.demo import cmd_demo, cmd_pyramid
 
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "super-resolve": cmd_super_resolve,
-                "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "quality": cmd_quality,
+                "super-resolve": cmd_super_resolve, "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from waveletflow.errors import UserInputError
 from waveletflow.rundir import RunDir
@@ -60,6 +61,66 @@ def _load(a):
     s = model.config.eval_solver
     tol = {} if a.ode_tol is None else {"atol": a.ode_tol, "rtol": a.ode_tol}
     return model, replace(s, method=a.ode_solver or s.method, **tol)  # checked by SolverConfig
+
+
+def _mcmc(a, temperature) -> Any:
+    """The MCMC options of ``--mcmc`` (None without it), checked against the temperature."""
+    flags = ("mcmc_steps", "mcmc_warmup", "mcmc_accept", "mcmc_depth")
+    if not a.mcmc:
+        given = [f"--{f.replace('_', '-')}" for f in flags if getattr(a, f) != _MCMC_DEFAULTS[f]]
+        if given:
+            raise UserInputError(f"{', '.join(given)} applies to annealed sampling: add --mcmc")
+        return None
+    from waveletflow.mcmc import MCMCOptions
+
+    temps = temperature if isinstance(temperature, list) else [temperature]
+    if any(t <= 0 for t in temps):
+        raise UserInputError(f"--mcmc needs a temperature above 0, got {a.temperature}")
+    if a.mcmc_steps < 1:
+        raise UserInputError(f"--mcmc-steps must be at least 1, got {a.mcmc_steps}")
+    if a.mcmc_warmup < 0:
+        raise UserInputError(f"--mcmc-warmup must not be negative, got {a.mcmc_warmup}")
+    if not 0 < a.mcmc_accept < 1:
+        raise UserInputError(f"--mcmc-accept must lie strictly between 0 and 1, got {a.mcmc_accept}")
+    if not 1 <= a.mcmc_depth <= 16:
+        raise UserInputError(f"--mcmc-depth must lie in 1..16, got {a.mcmc_depth}")
+    return MCMCOptions(steps=a.mcmc_steps, warmup=a.mcmc_warmup, target_accept=a.mcmc_accept,
+                       max_tree_depth=a.mcmc_depth)
+
+
+_MCMC_DEFAULTS = {"mcmc_steps": 30, "mcmc_warmup": 10, "mcmc_accept": 0.6, "mcmc_depth": 10}
+
+
+class _LevelBars:
+    """A progress bar per level of annealed sampling, on stderr."""
+
+    def __init__(self, model, enabled: bool):
+        self.names, self.enabled, self.bar, self.level = model.level_names(), enabled, None, None
+
+    def __call__(self, level: int, i: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if level != self.level:
+            from tqdm import tqdm
+
+            self.close()
+            self.bar, self.level = tqdm(total=total, desc=f"MCMC level {level} ({self.names[level]})", leave=False), level
+        self.bar.update(i - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _mcmc_report(report: list[dict]) -> None:
+    """Each level's chain statistics, one line per level on stderr."""
+    import sys
+
+    for r in report:
+        print(f"level {r['level']} ({r['name']}): acceptance {r['accept_rate']:.2f}, step size {r['step_size']:.3g}, "
+              f"{r['leapfrog_steps']:.1f} leapfrog steps per iteration, {r['divergences']} divergent, "
+              f"{r['seconds']:.1f} s", file=sys.stderr)
 
 
 def _read_overrides(path: str | None) -> dict:
@@ -147,6 +208,66 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def cmd_quality(a) -> int:
+    import numpy as np
+    import torch
+
+    from waveletflow.data import load_dataset, reduce_bits, to_tensor
+    from waveletflow.quality import classifier_summary, degraded, quality, train_classifier
+
+    if a.n < 2:
+        raise UserInputError("--n must be at least 2")
+    temperature = _temperature(a.temperature)
+    mcmc = _mcmc(a, temperature)
+    model, solver = _load(a)
+    saved = RunDir(a.run).data_options()
+    data = load_dataset(a.data, image_size=a.image_size if a.image_size is not None else saved.get("image_size"),
+                        crop=saved.get("crop"))
+    if data.image_shape != model.image_shape:
+        raise UserInputError(f"the model takes images of shape {model.image_shape} (C, H, W); the data has {data.image_shape}")
+    if data.n_bits < model.n_bits:
+        raise UserInputError(f"the model has {model.n_bits}-bit pixels, more than the data's {data.n_bits}")
+    clf = train_classifier(data, progress=not a.json)
+
+    def at_model_bits(images):
+        k = to_tensor(np.asarray(images))
+        return reduce_bits(k, data.n_bits, model.n_bits).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+    reference = at_model_bits(data.x_test[: min(a.n, len(data.x_test))])
+    gen = torch.Generator().manual_seed(a.seed)
+    report: list[dict] = []
+    bars = _LevelBars(model, mcmc is not None and not a.json)
+    t0 = time.perf_counter()
+    try:
+        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
+    finally:
+        bars.close()
+    seconds = time.perf_counter() - t0
+    samples = model.to_uint8(x)
+    bits = model.n_bits
+    rows = {"samples": quality(samples, reference, clf, bits, bits, seed=a.seed).to_dict()}
+    if a.baselines:
+        train = at_model_bits(data.x_train[: min(a.n, len(data.x_train))])
+        rows["training images"] = quality(train, reference, clf, bits, bits, seed=a.seed).to_dict()
+        for kind in ("blocky", "blur", "noise"):
+            rows[f"{kind} training images"] = quality(degraded(train, bits, kind, a.seed), reference, clf, bits, bits,
+                                                      seed=a.seed).to_dict()
+    res = {"run": a.run, "data": a.data, "n": a.n, "temperature": temperature, "mcmc": report or None,
+           "seconds_per_image": round(seconds / a.n, 5), "classifier": classifier_summary(clf), "scores": rows}
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    _mcmc_report(report)
+    how = "annealed (MCMC)" if mcmc else "latent temperature"
+    print(f"{model.model_type}: {a.n} samples at T = {a.temperature} ({how}), {seconds / a.n:.4f} s per image, "
+          f"against {len(reference)} test images of {a.data}")
+    print(f"feature classifier: test accuracy {clf.test_accuracy:.3f} ({clf.classes} classes)")
+    print(f"{'':24s} {'FD':>9s} {'KID':>9s} {'confidence':>10s} {'class entropy':>13s}")
+    for name, r in rows.items():
+        print(f"{name:24s} {r['fd']:9.3f} {r['kid']:9.4f} {r['confidence']:10.3f} {r['class_entropy']:13.3f}")
+    return 0
+
+
 def display_max(model) -> int:
     """The largest pixel value of the training data, for viewing (e.g. 16 for the 5-bit digits)."""
     value = getattr(model.config, "display_max", None)
@@ -176,11 +297,24 @@ def cmd_sample(a) -> int:
             raise UserInputError(f"--npz {a.npz}: give a file name ending in .npz")
         _out_folder(Path(a.npz), "--npz")
     temperature = _temperature(a.temperature)
+    mcmc = _mcmc(a, temperature)
     model, solver = _load(a)
     gen = torch.Generator().manual_seed(a.seed)
-    x = model.sample(a.n, temperature, generator=gen, solver=solver)
+    report: list[dict] = []
+    bars = _LevelBars(model, mcmc is not None and not a.json)
+    t0 = time.perf_counter()
+    try:
+        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
+    finally:
+        bars.close()
+    seconds = time.perf_counter() - t0
     save_samples(model, model.to_uint8(x), a.out, a.npz)
-    print(f"wrote {a.n} samples to {a.out}" + (f" and {a.npz}" if a.npz else ""))
+    if a.json:
+        print(json.dumps({"samples": a.n, "out": a.out, "npz": a.npz, "seconds": round(seconds, 3),
+                          "seconds_per_image": round(seconds / a.n, 4), "mcmc": report or None}))
+        return 0
+    _mcmc_report(report)
+    print(f"wrote {a.n} samples to {a.out}" + (f" and {a.npz}" if a.npz else "") + f" in {seconds:.1f} s")
     return 0
 
 
@@ -195,6 +329,7 @@ def cmd_super_resolve(a) -> int:
 
     image_out(a.out)
     temperature = _temperature(a.temperature)
+    mcmc = _mcmc(a, temperature)
     if Path(a.input).is_dir():
         raise UserInputError(f"--input {a.input} is a folder; give one image file")
     model, solver = _load(a)
@@ -206,8 +341,14 @@ def cmd_super_resolve(a) -> int:
             raise UserInputError(f"--downsample must be at least 2, got {a.downsample}")
         low = box_downsample(image, a.downsample)
     gen = torch.Generator().manual_seed(a.seed)
+    report: list[dict] = []
+    bars = _LevelBars(model, mcmc is not None and not a.json)
     t0 = time.perf_counter()
-    high = model.super_resolve(low, temperature, generator=gen, solver=solver, size=a.size)
+    try:
+        high = model.super_resolve(low, temperature, generator=gen, solver=solver, size=a.size, mcmc=mcmc,
+                                   report=report, progress=bars)
+    finally:
+        bars.close()
     seconds = time.perf_counter() - t0
     out = high[0]
     if a.downsample is not None:
@@ -218,6 +359,11 @@ def cmd_super_resolve(a) -> int:
         else:
             out = np.concatenate([enlarged, out], axis=1)
     save_png(a.out, to_display(out, dmax))
+    if a.json:
+        print(json.dumps({"out": a.out, "input": [low.shape[2], low.shape[1]], "output": [high.shape[2], high.shape[1]],
+                          "seconds": round(seconds, 3), "mcmc": report or None}))
+        return 0
+    _mcmc_report(report)
     print(f"wrote {high.shape[2]}x{high.shape[1]} super-resolution of a {low.shape[2]}x{low.shape[1]} image to "
           f"{a.out} in {seconds:.1f} s" + (" (low-res input enlarged | super-resolution | original)"
                                           if out is not high[0] else ""))

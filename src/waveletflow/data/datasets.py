@@ -142,6 +142,10 @@ class ImageDataset:
     n_bits: int = 8
     max_value: int = 255  # the largest pixel value the data can hold, for display
     info: dict = field(default_factory=dict)
+    #: class labels of the images, where the data has them (an .npz's ``y_train``/``y_test``, digits, the class
+    #: subfolders of an image folder); the sample-quality metric trains its feature classifier on them
+    y_train: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -191,7 +195,9 @@ def _digits() -> ImageDataset:
     with resources.files("waveletflow.data").joinpath("digits.csv.gz").open("rb") as fh:
         table = np.loadtxt(gzip.open(fh), delimiter=",", dtype=np.int64)
     x = table[:, :64].reshape(-1, 8, 8, 1).astype(np.uint8)
-    return ImageDataset("digits", x[:1500], x[1500:], n_bits=5, max_value=16, info={"labels": table[:, 64]})
+    y = table[:, 64]
+    return ImageDataset("digits", x[:1500], x[1500:], n_bits=5, max_value=16, info={"labels": y},
+                        y_train=y[:1500], y_test=y[1500:])
 
 
 def _npz(path: Path, prefix: str | None = None) -> ImageDataset:
@@ -206,6 +212,8 @@ def _npz(path: Path, prefix: str | None = None) -> ImageDataset:
                 raise UserInputError(f"{path}: an .npz dataset needs arrays {train_key!r} and {test_key!r}, "
                                      f"found {sorted(keys)}")
             x_train, x_test = f[train_key], f[test_key]
+            y_keys = ("y_train", "y_test") if not prefix else (f"{prefix}_y_train", f"{prefix}_y_test")
+            y_train, y_test = (f[k] if k in keys else None for k in y_keys)
     except UserInputError:
         raise
     except Exception as exc:  # corrupt zip, pickled objects, ...
@@ -214,7 +222,19 @@ def _npz(path: Path, prefix: str | None = None) -> ImageDataset:
     x_test = _check_images(x_test, f"{path} x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise UserInputError(f"{path}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}")
-    return ImageDataset(path.stem + (f":{prefix}" if prefix else ""), x_train, x_test)
+    y_train, y_test = _labels(y_train, len(x_train), f"{path} y_train"), _labels(y_test, len(x_test), f"{path} y_test")
+    return ImageDataset(path.stem + (f":{prefix}" if prefix else ""), x_train, x_test, y_train=y_train, y_test=y_test)
+
+
+def _labels(y: np.ndarray | None, n: int, where: str) -> np.ndarray | None:
+    """Class labels as int64, one per image; labels that are not one whole number per image are ignored (with a
+    note), as the images are still usable without them."""
+    if y is None:
+        return None
+    if y.ndim != 1 or len(y) != n or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        log.info("%s: %s labels of shape %s for %d images ignored", where, y.dtype, y.shape, n)
+        return None
+    return y.astype(np.int64)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -282,7 +302,26 @@ def _folder(path: Path, image_size: int | None, channels: int, crop: int | None,
             (f, (h, w)) = small[0]
             raise UserInputError(f"{f} is {w}×{h}, smaller than the crop {crop}×{crop} "
                                  f"({len(small)} image{'' if len(small) == 1 else 's'} too small)")
-    return ImageDataset(path.name, *check, info=info)
+    labels = _folder_labels(path, train, test) if layout.startswith("train/") else None
+    if labels is not None:
+        info["classes"] = labels[2]
+    return ImageDataset(path.name, *check, info=info, y_train=None if labels is None else labels[0],
+                        y_test=None if labels is None else labels[1])
+
+
+def _folder_labels(path: Path, train: list[Path], test: list[Path]):
+    """Labels from class subfolders (``train/<class>/…`` and ``test/<class>/…``, at least two classes, every image
+    in one), as ``(y_train, y_test, class names)``; None for any other layout."""
+    def classes(root: Path, files: list[Path]) -> list[str] | None:
+        parts = [f.relative_to(root).parts for f in files]
+        return None if any(len(p) != 2 for p in parts) else [p[0] for p in parts]
+
+    a, b = classes(path / "train", train), classes(path / "test", test)
+    if a is None or b is None or len(set(a)) < 2:
+        return None
+    names = sorted(set(a) | set(b))
+    index = {c: i for i, c in enumerate(names)}
+    return (np.array([index[c] for c in a], dtype=np.int64), np.array([index[c] for c in b], dtype=np.int64), names)
 
 
 def _torchvision(name: str, root: str) -> ImageDataset:
@@ -298,7 +337,8 @@ def _torchvision(name: str, root: str) -> ImageDataset:
         train, test = cls(root, train=True, download=True), cls(root, train=False, download=True)
     except Exception as exc:
         raise UserInputError(f"cannot get {name} into {root} ({exc}); download it or pass an .npz path") from None
-    return ImageDataset(name, _check_images(np.asarray(train.data), name), _check_images(np.asarray(test.data), name))
+    return ImageDataset(name, _check_images(np.asarray(train.data), name), _check_images(np.asarray(test.data), name),
+                        y_train=np.asarray(train.targets, dtype=np.int64), y_test=np.asarray(test.targets, dtype=np.int64))
 
 
 def load_dataset(spec: str, *, image_size: int | None = None, crop: int | None = None, channels: int = 3,

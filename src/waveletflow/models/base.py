@@ -9,7 +9,8 @@ likelihoods, objectives, latents and bits/dim are all derived from it here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,7 +24,11 @@ from waveletflow.flows import data_dependent_init, standard_normal_logp
 from waveletflow.layers import FlowOutput
 from waveletflow.layers.cnf import CNF
 from waveletflow.layers.solver import SolverConfig
+from waveletflow.mcmc import ChainStats, MCMCOptions, nuts
 from waveletflow.metrics import level_bits_per_dim
+
+#: ``progress(level, iteration, iterations)``, called by annealed sampling after every MCMC iteration
+MCMCProgress = Callable[[int, int, int], None]
 
 #: images per batch when evaluating (``bits_per_dim``, ``waveletflow evaluate``)
 EVAL_BATCH_SIZE = 256
@@ -127,11 +132,18 @@ class FlowModel(nn.Module):
         """Exact inverse of :meth:`encode`."""
         raise NotImplementedError
 
+    def _invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Synthesis of one level from its flat latents ``z`` (N, D_l) given the image below it ``low`` (None for
+        level 0): the image after this level and ``log|det ∂x_l/∂z_l|`` (N,) of the level's flow, differentiable
+        in ``z`` (annealed sampling's target)."""
+        raise NotImplementedError
+
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
-                      size: int | None = None) -> np.ndarray:
+                      size: int | None = None, mcmc: MCMCOptions | None = None,
+                      report: list[dict] | None = None, progress: MCMCProgress | None = None) -> np.ndarray:
         """Full-size (or ``size``-high) uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels
-        only)."""
+        only); with ``mcmc``, each level drawn by annealed sampling (see :meth:`sample`)."""
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
     # ----- derived from _level_terms -------------------------------------------------------------
@@ -226,13 +238,79 @@ class FlowModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
-               generator: torch.Generator | None = None, solver: SolverConfig | None = None) -> Tensor:
+               generator: torch.Generator | None = None, solver: SolverConfig | None = None,
+               mcmc: MCMCOptions | None = None, report: list[dict] | None = None,
+               progress: MCMCProgress | None = None) -> Tensor:
         """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level),
-        decoded a few at a time for large images (:meth:`chunk_size`)."""
-        z = self.sample_latent(n, temperature, generator)
-        step = self.chunk_size()
-        x = torch.cat([self.decode(z[i : i + step], solver) for i in range(0, n, step)])
+        decoded a few at a time for large images (:meth:`chunk_size`).
+
+        Without ``mcmc`` the latents are scaled noise ``N(0, T²)`` (Glow's temperature). With ``mcmc`` each level
+        is drawn from ``p(level | levels below)^γ``, γ = 1/T² (annealed sampling, Yu et al. 2020), coarse to fine,
+        by NUTS in the level's latent space started from the scaled noise, one chain per image; T = 1 is exact
+        sampling. ``report`` (a list) receives each level's chain statistics; ``progress`` is called after
+        every MCMC iteration."""
+        if mcmc is None:
+            z = self.sample_latent(n, temperature, generator)
+            step = self.chunk_size()
+            x = torch.cat([self.decode(z[i : i + step], solver) for i in range(0, n, step)])
+            return x.clamp(0.0, 1.0 - 1e-6)
+        x = self._annealed(n, None, 0, len(self.levels) - 1, self._temperatures(temperature), mcmc, generator,
+                           report, progress)
         return x.clamp(0.0, 1.0 - 1e-6)
+
+    def annealed_potential(self, level: int, z: Tensor, low: Tensor | None, temperature: float) -> Tensor:
+        """Minus the log target of annealed sampling of ``level`` at latents ``z`` (N, D_l) given the image below
+        it ``low`` (None for level 0), up to a constant: with γ = 1/T², the target ``p(x_l | low)^γ`` in latent
+        space is ``γ·log N(z; 0, I) + (γ − 1)·log|det ∂z/∂x_l|`` (N,)."""
+        gamma = 1.0 / temperature**2
+        u = 0.5 * gamma * (z * z).sum(1)
+        if gamma != 1.0:  # log|det ∂z/∂x| = −log|det ∂x/∂z|, the log-det of the level's synthesis
+            u = u + (gamma - 1.0) * self._invert_level(level, z, low)[1]
+        return u
+
+    def _annealed(self, n: int, low: Tensor | None, first: int, last: int, temps: list[float], mcmc: MCMCOptions,
+                  generator: torch.Generator | None, report: list[dict] | None,
+                  progress: MCMCProgress | None) -> Tensor:
+        """Annealed sampling of levels ``first..last`` given ``low`` (the image below ``first``; None from level
+        0), :meth:`chunk_size` chains at a time; the image after level ``last``."""
+        if self.continuous:
+            raise UserInputError(f"MCMC sampling is not available for {self.model_type} models: each step would need "
+                                 "the exact log-determinant of an ODE and its gradient; sample without --mcmc")
+        if any(temps[v] <= 0 for v in range(first, last + 1)):
+            raise UserInputError("MCMC sampling needs temperatures above 0")
+        p = next(self.parameters())
+        step = self.chunk_size()
+        parts: dict[int, list[ChainStats]] = {v: [] for v in range(first, last + 1)}
+        seconds = dict.fromkeys(parts, 0.0)
+        was_training = self.training
+        self.eval()
+        outs = []
+        try:
+            for i in range(0, n, step):
+                m = min(step, n - i)
+                x = None if low is None else low[i : i + m]
+                for level in range(first, last + 1):
+                    t0 = time.perf_counter()
+                    z0 = temps[level] * torch.randn(m, self.level_dims[level], generator=generator, dtype=p.dtype)
+
+                    def potential(z: Tensor, level: int = level, x: Tensor | None = x, t: float = temps[level]) -> Tensor:
+                        return self.annealed_potential(level, z, x, t)
+
+                    tick = None if progress is None else (lambda k, total, lv=level: progress(lv, k, total))
+                    z, stats = nuts(potential, z0.to(p.device), mcmc, generator, tick)
+                    parts[level].append(stats)
+                    with torch.no_grad():
+                        x = self._invert_level(level, z, x)[0]
+                    seconds[level] += time.perf_counter() - t0
+                outs.append(x)
+        finally:
+            self.train(was_training)
+        if report is not None:
+            names = self.level_names()
+            for level, stats in parts.items():
+                report.append({"level": level, "name": names[level], "temperature": temps[level],
+                               **ChainStats.combine(stats).to_dict(), "seconds": round(seconds[level], 3)})
+        return torch.cat(outs)
 
     def chunk_size(self) -> int:
         """How many full-size images one batch of evaluation, sampling or super-resolution takes

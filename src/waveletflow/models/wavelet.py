@@ -19,7 +19,8 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers import InvertibleLayer
 from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
-from waveletflow.models.base import FlowModel, LevelTerm, standard_level_term
+from waveletflow.mcmc import MCMCOptions
+from waveletflow.models.base import FlowModel, LevelTerm, MCMCProgress, standard_level_term
 from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
 
 
@@ -109,17 +110,30 @@ class WaveletModel(FlowModel):
             low = inverse_haar(low, detail, self.convention)
         return low
 
+    def _base_shape(self) -> list[int]:
+        """The base flow's latent shape (C', h', w') for this model's base image."""
+        return [s if s is not None else self.sizes[0][i - 1] for i, s in enumerate(self.levels[0].out_shape)]
+
     def decode(self, z: Tensor, solver: SolverConfig | None = None) -> Tensor:
-        base_flow = self.levels[0]
         d0 = self.level_dims[0]
-        shape = [s if s is not None else self.sizes[0][i - 1] for i, s in enumerate(base_flow.out_shape)]
-        base = base_flow.inverse_transform(z[:, :d0].reshape(z.shape[0], *shape), None, solver, jac=False).z
+        z0 = z[:, :d0].reshape(z.shape[0], *self._base_shape())
+        base = self.levels[0].inverse_transform(z0, None, solver, jac=False).z
         return self._decode_from(base, z[:, d0:], 1, solver)
+
+    def _invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
+        n = z.shape[0]
+        if level == 0:
+            out = self.levels[0].inverse_transform(z.reshape(n, *self._base_shape()), None, None, jac=True)
+            return out.z, out.logdet
+        zl = z.reshape(n, 3 * self.image_shape[0], low.shape[2], low.shape[3])
+        out = self.levels[level].inverse_transform(zl, low, None, jac=True)
+        return inverse_haar(low, out.z, self.convention), out.logdet
 
     @torch.no_grad()
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
-                      size: int | None = None) -> np.ndarray:
+                      size: int | None = None, mcmc: MCMCOptions | None = None,
+                      report: list[dict] | None = None, progress: MCMCProgress | None = None) -> np.ndarray:
         """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
 
         Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size, or the level
@@ -148,9 +162,14 @@ class WaveletModel(FlowModel):
         p = next(self.parameters())
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
         x = target * self.low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
+        step = self.chunk_size()  # a few full-size images at a time
+        if mcmc is not None:
+            high = self._annealed(k.shape[0], x, first, last, self._temperatures(temperature), mcmc, generator,
+                                  report, progress)
+            return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], target[i : i + step], 1.0 - 1e-6))
+                                   for i in range(0, k.shape[0], step)])
         z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
         z = z[:, : sum(self.level_dims[first : last + 1])]
-        step = self.chunk_size()  # a few full-size images at a time
         return np.concatenate([
             self.to_uint8(match_block_means(self._decode_from(x[i : i + step], z[i : i + step], first, solver),
                                             target[i : i + step], 1.0 - 1e-6))

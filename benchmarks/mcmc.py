@@ -1,0 +1,102 @@
+"""Annealed sampling's cost: this library's vectorised NUTS against Pyro's NUTS on the same targets.
+
+For every level of a trained run, both samplers draw from the same annealed target
+(``model.annealed_potential``: ``p(level | low)^(1/T²)`` in the level's latent space, the low-pass drawn once by
+exact sampling), with the same settings (10 warm-up iterations of dual-averaging step-size adaptation towards an
+acceptance of 0.6, 30 sampling iterations, maximum tree depth 10, identity mass matrix, one chain per image,
+started from temperature-scaled noise). Ours runs all chains in one batch; Pyro's ``MCMC`` runs one chain per
+call (several chains only as separate processes), so its images go one after another::
+
+    python -m benchmarks.mcmc RUN [--n 64] [--pyro-n 4] [--temperature 0.97] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from waveletflow import load
+from waveletflow.mcmc import MCMCOptions, nuts
+
+
+def _pyro_chain(potential, z0: torch.Tensor, opts: MCMCOptions, seed: int) -> tuple[torch.Tensor, float]:
+    """One Pyro NUTS chain; the last sample and the adapted step size."""
+    import pyro
+    from pyro.infer import MCMC, NUTS
+
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(potential_fn=lambda p: potential(p["z"][None])[0], adapt_step_size=True, adapt_mass_matrix=False,
+                  target_accept_prob=opts.target_accept, max_tree_depth=opts.max_tree_depth)
+    mcmc = MCMC(kernel, num_samples=opts.steps, warmup_steps=opts.warmup, initial_params={"z": z0},
+                disable_progbar=True)
+    mcmc.run()
+    return mcmc.get_samples()["z"][-1], float(kernel.step_size)
+
+
+def measure(run: str, n: int, pyro_n: int, temperature: float, seed: int = 0) -> dict:
+    model = load(run, "cpu").eval()
+    opts = MCMCOptions()
+    gen = torch.Generator().manual_seed(seed)
+    low = None
+    rows = []
+    names = model.level_names()
+    for level in range(len(model.levels)):
+        dim = model.level_dims[level]
+        z0 = temperature * torch.randn(n, dim, generator=gen)
+        x = None if low is None else low
+
+        def potential(z, x=x, level=level):
+            ctx = None if x is None else x[: z.shape[0]]
+            return model.annealed_potential(level, z, ctx, temperature)
+
+        t0 = time.perf_counter()
+        _, stats = nuts(potential, z0, opts, generator=gen)
+        ours = (time.perf_counter() - t0) / n
+        row = {"level": level, "name": names[level], "dims": dim, "ours_s_per_image": round(ours, 4),
+               "ours_step_size": round(stats.step_size, 4), "ours_accept": round(stats.accept_rate, 3),
+               "ours_leapfrog_steps": round(stats.leapfrog_steps, 2)}
+        try:
+            t0 = time.perf_counter()
+            steps = []
+            for i in range(pyro_n):
+                def one(z, i=i, x=x, level=level):
+                    ctx = None if x is None else x[i : i + 1]
+                    return model.annealed_potential(level, z, ctx, temperature)
+
+                _, step = _pyro_chain(one, z0[i].clone(), opts, seed + i)
+                steps.append(step)
+            row["pyro_s_per_image"] = round((time.perf_counter() - t0) / pyro_n, 4)
+            row["pyro_step_size"] = round(sum(steps) / len(steps), 4)
+            row["speedup"] = round(row["pyro_s_per_image"] / ours, 1)
+        except ImportError:
+            row["pyro_s_per_image"] = None
+        rows.append(row)
+        print(row, flush=True)
+        with torch.no_grad():  # the next level's context: this level drawn exactly
+            zl = temperature * torch.randn(n, dim, generator=gen)
+            low = model._invert_level(level, zl, low)[0]
+    return {"run": run, "n": n, "pyro_n": pyro_n, "temperature": temperature, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "levels": rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run")
+    p.add_argument("--n", type=int, default=64, help="chains (images) of the vectorised sampler")
+    p.add_argument("--pyro-n", type=int, default=4, help="chains run one after another with Pyro")
+    p.add_argument("--temperature", type=float, default=0.97)
+    p.add_argument("--out", help="write the JSON here")
+    a = p.parse_args()
+    res = measure(a.run, a.n, a.pyro_n, a.temperature)
+    res["command"] = f"python -m benchmarks.mcmc RUN --n {a.n} --pyro-n {a.pyro_n} --temperature {a.temperature}"
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
