@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the dataset with class labels (y_train, y_test)")
     p.add_argument("--n", type=int, default=2000, help="samples, and test images compared with (default 2000)")
     p.add_argument("--image-size", type=int, help="resize a folder's images to this side (default: the run's)")
+    p.add_argument("--out", help="also save the first 64 samples as a PNG grid")
     p.add_argument("--baselines", action="store_true",
                    help="also score training images and blocky, blurred and noise copies of them")
 

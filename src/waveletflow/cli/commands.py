@@ -217,6 +217,8 @@ def cmd_quality(a) -> int:
 
     if a.n < 2:
         raise UserInputError("--n must be at least 2")
+    if a.out:
+        image_out(a.out)
     temperature = _temperature(a.temperature)
     mcmc = _mcmc(a, temperature)
     model, solver = _load(a)
@@ -244,6 +246,8 @@ def cmd_quality(a) -> int:
         bars.close()
     seconds = time.perf_counter() - t0
     samples = model.to_uint8(x)
+    if a.out:
+        save_samples(model, samples[:64], a.out)
     bits = model.n_bits
     rows = {"samples": quality(samples, reference, clf, bits, bits, seed=a.seed).to_dict()}
     if a.baselines:
