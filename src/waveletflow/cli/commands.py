@@ -113,6 +113,22 @@ class _LevelBars:
             self.bar = None
 
 
+def _draw(model, a, temperature, mcmc, solver):
+    """``a.n`` samples seeded by ``a.seed`` (with progress bars under ``--mcmc``): the images, each level's MCMC
+    statistics and the seconds it took."""
+    import torch
+
+    gen = torch.Generator().manual_seed(a.seed)
+    report: list[dict] = []
+    bars = _LevelBars(model, mcmc is not None and not a.json)
+    t0 = time.perf_counter()
+    try:
+        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
+    finally:
+        bars.close()
+    return x, report, time.perf_counter() - t0
+
+
 def _mcmc_report(report: list[dict]) -> None:
     """Each level's chain statistics, one line per level on stderr."""
     import sys
@@ -236,15 +252,7 @@ def cmd_quality(a) -> int:
         return reduce_bits(k, data.n_bits, model.n_bits).permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
     reference = at_model_bits(data.x_test[: min(a.n, len(data.x_test))])
-    gen = torch.Generator().manual_seed(a.seed)
-    report: list[dict] = []
-    bars = _LevelBars(model, mcmc is not None and not a.json)
-    t0 = time.perf_counter()
-    try:
-        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
-    finally:
-        bars.close()
-    seconds = time.perf_counter() - t0
+    x, report, seconds = _draw(model, a, temperature, mcmc, solver)
     samples = model.to_uint8(x)
     if a.out:
         save_samples(model, samples[:64], a.out)
@@ -303,15 +311,7 @@ def cmd_sample(a) -> int:
     temperature = _temperature(a.temperature)
     mcmc = _mcmc(a, temperature)
     model, solver = _load(a)
-    gen = torch.Generator().manual_seed(a.seed)
-    report: list[dict] = []
-    bars = _LevelBars(model, mcmc is not None and not a.json)
-    t0 = time.perf_counter()
-    try:
-        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
-    finally:
-        bars.close()
-    seconds = time.perf_counter() - t0
+    x, report, seconds = _draw(model, a, temperature, mcmc, solver)
     save_samples(model, model.to_uint8(x), a.out, a.npz)
     if a.json:
         print(json.dumps({"samples": a.n, "out": a.out, "npz": a.npz, "seconds": round(seconds, 3),
