@@ -186,7 +186,9 @@ def quality(images: np.ndarray, reference: np.ndarray, classifier: Classifier, n
             reference_bits: int | None = None, kid_subsets: int = 50, kid_subset_size: int = 1000,
             seed: int = 0) -> Quality:
     """Scores of uint8 NHWC ``images`` (``n_bits`` bits) against ``reference`` images (``reference_bits``; both
-    default to the classifier's data). KID subsets are drawn from a generator seeded with ``seed``."""
+    default to the classifier's data). KID is the mean over ``kid_subsets`` random subsets of at most
+    ``kid_subset_size`` images of each side, and never more than half of the smaller side, so that the subsets
+    differ and ``kid_std`` measures their spread; they are drawn from a generator seeded with ``seed``."""
     if len(images) < 2 or len(reference) < 2:
         raise UserInputError("the quality metric needs at least 2 images on each side")
     fid_cls, kid_cls = _torchmetrics()
@@ -196,7 +198,7 @@ def quality(images: np.ndarray, reference: np.ndarray, classifier: Classifier, n
     fid.update(real, real=True)
     fid.update(fake, real=False)
     fd = float(fid.compute())
-    size = min(kid_subset_size, len(fake), len(real))
+    size = max(2, min(kid_subset_size, len(fake) // 2, len(real) // 2))
     with warnings.catch_warnings():  # its note that it keeps every feature: here they are ours, and few
         warnings.simplefilter("ignore", UserWarning)
         kid = kid_cls(feature=_Features(), subsets=kid_subsets, subset_size=size, normalize=False)

@@ -1,4 +1,5 @@
-"""The ``waveletflow`` command line: train, evaluate, sample, quality, super-resolve, superres-eval, info, pyramid, demo."""
+"""The ``waveletflow`` command line: train, plan, gather, evaluate, sample, quality, super-resolve, superres-eval, info,
+pyramid, demo."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from dataclasses import fields
 
 from waveletflow import __version__
-from waveletflow.errors import UserInputError
+from waveletflow.errors import ReportedElsewhere, UserInputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +68,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="each level keeps the weights of its best validation (early stopping: for small datasets, "
                         "whose coarse levels see few distinct images and overfit)")
     p.add_argument("--eval-every", type=int, help=f"validation every this many steps (default {d('eval_every')})")
+    p.add_argument("--checkpoint-every", type=int,
+                   help=f"write a checkpoint every this many steps (default {d('checkpoint_every')}; also every "
+                        f"{d('checkpoint_seconds'):g} s)")
+    p.add_argument("--no-data-parallel", action="store_true",
+                   help="under torchrun with more ranks than levels: leave the further ranks without a level (they "
+                        "exit) instead of training the levels with the most work data-parallel")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-curves", action="store_true", help="write no curves.png and print no summary")
@@ -105,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"waveletflow {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
     _add_train(sub.add_parser("train", help="train or resume a model, level by level"))
+
+    p = sub.add_parser("plan", help="print one 'train' command per cluster job, each training some levels into its "
+                                    "own part run folder, and the 'gather' command that combines them")
+    _add_train(p)
+    p.add_argument("--nodes", type=int, help="the number of jobs (default: one per level)")
+    p.add_argument("--slurm", metavar="FILE", help="also write the jobs as a Slurm job array script (a new file)")
+
+    p = sub.add_parser("gather", help="combine part run folders (trained by 'plan's jobs) into one run folder")
+    p.add_argument("--out", required=True, help="the run folder (created, or a run of the same model)")
+    p.add_argument("parts", nargs="+", metavar="PART", help="part run folders, each made by 'train --level ...'")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("evaluate", help="test bits/dim with the per-level breakdown")
     p.add_argument("run")
@@ -197,16 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     from waveletflow.cli.commands import (
         cmd_evaluate, cmd_info, cmd_quality, cmd_sample, cmd_super_resolve, cmd_superres_eval, cmd_train,
     )
+    from waveletflow.cli.cluster import cmd_gather, cmd_plan
     from waveletflow.cli.demo import cmd_demo, cmd_pyramid
 
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "quality": cmd_quality,
-                "super-resolve": cmd_super_resolve, "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
+    commands = {"train": cmd_train, "plan": cmd_plan, "gather": cmd_gather,
+                "evaluate": cmd_evaluate, "sample": cmd_sample, "quality": cmd_quality, "super-resolve": cmd_super_resolve, "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:
         return commands[args.command](args)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not isinstance(exc, ReportedElsewhere):
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only folder, no permission: the system's reason, in one line
         where = f" ({exc.filename})" if exc.filename else ""

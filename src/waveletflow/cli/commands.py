@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from waveletflow.errors import UserInputError
+from waveletflow.errors import RankError, ReportedElsewhere, UserInputError
 from waveletflow.rundir import RunDir
+
+if TYPE_CHECKING:
+    from waveletflow.training import TrainOptions
 
 #: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
 _OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "keep_best", "eval_every", "joint",
-                 "optimizer", "ema", "decay", "schedule")
+                 "optimizer", "ema", "decay", "schedule", "checkpoint_every")
 
 
 def _temperature(text: str):
@@ -167,30 +171,44 @@ def _print_summary(results: list[dict], seconds: float, out: str) -> None:
 
 
 def cmd_train(a) -> int:
-    from waveletflow.training import TrainOptions, train
+    try:
+        return _train(a)
+    except UserInputError as exc:  # under torchrun every rank finds the same bad option: the first one says it
+        if (os.environ.get("WORLD_SIZE") and os.environ.get("RANK", "0") != "0"
+                and not isinstance(exc, (RankError, ReportedElsewhere))):
+            raise ReportedElsewhere(str(exc)) from None
+        raise
 
-    for name in ("steps", "batch_size", "parallel"):
+
+def train_options(a) -> TrainOptions:
+    """The ``TrainOptions`` of ``train``'s flags (also ``plan``'s), each checked: one line for a bad value."""
+    from waveletflow.training import TrainOptions
+
+    for name in ("steps", "batch_size", "parallel", "checkpoint_every", "threads", "n_bits"):
         v = getattr(a, name)
         if v is not None and v < 1:
-            raise UserInputError(f"--{name.replace('_', '-')} must be at least 1")
+            raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if a.time_budget is not None and a.time_budget <= 0:
         raise UserInputError("--time-budget must be positive")
     if a.steps is None and a.time_budget is None:
         raise UserInputError("give --steps N or --time-budget SECONDS")
-    if a.threads is not None and a.threads < 1:
-        raise UserInputError(f"--threads must be at least 1, got {a.threads}")
-    if a.n_bits is not None and a.n_bits < 1:
-        raise UserInputError(f"--n-bits must be at least 1, got {a.n_bits}")
+    given = {name: getattr(a, name) for name in _OPTION_FLAGS if getattr(a, name) is not None}
+    return TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
+
+
+def _train(a) -> int:
+    from waveletflow.training import train
+
+    opts = train_options(a)
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
-    given = {name: getattr(a, name) for name in _OPTION_FLAGS if getattr(a, name) is not None}
-    opts = TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, _read_overrides(a.config), a.n_bits,
-                    a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data)
-    if not a.no_curves:
+                    a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data,
+                    data_parallel=not a.no_data_parallel)
+    if not a.no_curves and os.environ.get("RANK", "0") == "0":  # under torchrun: the first rank speaks for all
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
 

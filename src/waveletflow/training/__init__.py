@@ -1,7 +1,9 @@
 """Training every model type level by level, with checkpoints, resume, metrics and curves."""
 
+from waveletflow.training.gathering import gather
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
+from waveletflow.training.planning import Job, Plan, plan, plan_jobs
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import parse_levels, prepare_run, split_train_val
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
@@ -10,14 +12,19 @@ from waveletflow.training.trainer import train, train_level
 from waveletflow.training.unit import TrainUnit
 
 __all__ = [
+    "Job",
     "MetricsSink",
+    "Plan",
     "Stop",
     "TrainOptions",
     "TrainUnit",
     "MarginalGainSchedule",
     "budget_shares",
     "fit",
+    "gather",
     "parse_levels",
+    "plan",
+    "plan_jobs",
     "plot_curves",
     "prepare_run",
     "resolve_device",

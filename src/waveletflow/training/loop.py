@@ -5,14 +5,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from waveletflow.errors import UserInputError
 from waveletflow.metrics import LN2, bits_per_dim
-from waveletflow.training.sinks import MetricsSink
+from waveletflow.training.sinks import MetricsSink, NullSink
 from waveletflow.training.unit import TrainUnit
+
+if TYPE_CHECKING:
+    from waveletflow.training.distributed import DataParallel
 
 MAX_NONFINITE_LOSSES = 50
 
@@ -52,7 +56,8 @@ class Stop:
         return self.budget_s is not None and self.elapsed() >= self.budget_s
 
 
-def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSink) -> None:
+def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSink | NullSink,
+        dp: DataParallel | None = None) -> None:
     """Train ``unit`` on ``batches`` until ``stop(unit.step)``: its optimiser on the NLL in bits/dim plus the
     model's regulariser, with learning-rate warm-up (and decay), gradient clipping and Polyak averaging when
     asked for.
@@ -61,23 +66,42 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     error). Validates every ``eval_every`` steps and at the end, writes metrics every ``log_every`` steps to
     ``sink``, and checkpoints every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; parameters that
     became non-finite are never checkpointed: the last checkpoint is restored instead.
+
+    With ``dp`` (a data-parallel group, :mod:`waveletflow.training.distributed`) each batch is the group's global
+    batch: this rank trains on its slice, gradients are averaged by ``DistributedDataParallel``, the ranks agree
+    each step on stopping, the learning rate's progress, skipped steps and checkpoints, and only the group's
+    writer validates and writes files.
     """
     opts, model = unit.opts, unit.model
+    writer = dp is None or dp.writer
     skipped, grad_norm, last_checkpoint = 0, float("nan"), time.perf_counter()
-    while not stop(unit.step):
-        lr = unit.set_lr(stop.progress(unit.step))
+    while True:
+        done, progress = float(stop(unit.step)), stop.progress(unit.step)
+        if dp is not None:
+            done, progress = dp.agree(done, progress)
+        if done:
+            break
+        lr = unit.set_lr(progress)
         x = next(batches)
-        nll, reg, nfe = model.objective(unit.levels, x, steps=unit.steps)
-        loss = nll.mean() / (unit.dims * LN2) + reg
+        if dp is None:
+            nll, reg, nfe = model.objective(unit.levels, x, steps=unit.steps)
+            loss = nll.mean() / (unit.dims * LN2) + reg
+        else:
+            part = dp.slice(x)
+            nll, reg, nfe = dp.objective(part)
+            loss = nll.mean() * dp.scale(x.shape[0], part.shape[0]) / (unit.dims * LN2) + reg
         unit.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        bad = not bool(torch.isfinite(loss))
+        if dp is not None:
+            bad = bool(dp.agree(float(bad))[0])
+        if bad:
             skipped += 1
             if skipped > MAX_NONFINITE_LOSSES:
                 raise UserInputError(f"{unit.desc}: the loss stayed non-finite; lower --lr (last good checkpoint kept)")
             continue
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(unit.module.parameters(), opts.grad_clip))
-        if not math.isfinite(grad_norm):
+        if not math.isfinite(grad_norm):  # the same on every rank: the gradients were averaged
             skipped += 1
             unit.optimizer.zero_grad(set_to_none=True)
             continue
@@ -89,10 +113,17 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
         sink.record(float(bits_per_dim(-nll.detach().mean(), unit.dims, model.n_bits)), x.shape[0])
         now = time.perf_counter()
         elapsed = unit.elapsed_before + stop.elapsed(now)
-        val = unit.validate() if unit.step % opts.eval_every == 0 or stop(unit.step) else None
-        if val is not None or unit.step % opts.log_every == 0:
-            unit.train_bpd = sink.log(unit.step, elapsed, lr, grad_norm, nfe, val, stop.left(now))
-        if unit.step % opts.checkpoint_every == 0 or now - last_checkpoint > opts.checkpoint_seconds:
-            if not unit.save(elapsed):
+        due = unit.step % opts.checkpoint_every == 0 or (writer and now - last_checkpoint > opts.checkpoint_seconds)
+        if dp is not None:
+            due = bool(dp.agree(float(due))[0])
+        if writer:
+            val = unit.validate() if unit.step % opts.eval_every == 0 or stop(unit.step) else None
+            if val is not None or unit.step % opts.log_every == 0:
+                unit.train_bpd = sink.log(unit.step, elapsed, lr, grad_norm, nfe, val, stop.left(now))
+        if due:
+            if writer:
+                if not unit.save(elapsed):
+                    unit.restore()
+            elif not unit.finite():  # the writer found the same parameters non-finite and restores them
                 unit.restore()
             last_checkpoint = now

@@ -19,6 +19,19 @@ def budget_shares(level_dims: list[int], levels: list[int]) -> dict[int, float]:
     return {i: v / s for i, v in raw.items()}
 
 
+def group_levels(weights: dict[int, float], n_groups: int) -> list[list[int]]:
+    """``weights`` (level → its share of the work) split into at most ``n_groups`` groups of levels with loads as
+    even as a greedy split makes them: heaviest level first, each to the least loaded group. Deterministic; each
+    group's levels sorted, groups in order of their first level."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(n_groups, len(weights))))]
+    load = [0.0] * len(groups)
+    for level in sorted(weights, key=lambda lv: (-weights[lv], lv)):
+        g = load.index(min(load))
+        groups[g].append(level)
+        load[g] += weights[level]
+    return sorted((sorted(g) for g in groups if g), key=lambda g: g[0])
+
+
 @dataclass
 class _Curve:
     spent: float = 0.0  # seconds trained

@@ -104,3 +104,25 @@ class MetricsSink:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class NullSink:
+    """A sink that keeps nothing: for the ranks of a data-parallel group other than the one that writes."""
+
+    last_val: float | None = None
+
+    def __enter__(self) -> NullSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def record(self, train_bpd: float, images: int) -> None:
+        return None
+
+    def log(self, *args, **kwargs) -> float | None:
+        return None
+
+    def close(self) -> None:
+        return None
+

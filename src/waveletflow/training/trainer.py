@@ -23,40 +23,40 @@ from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.rundir import LOCK_FILE, RunDir
+from waveletflow.training.distributed import DataParallel, DistEnv, worker_device
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import check_units, new_model, parse_levels, prepare_run, split_train_val
-from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
-from waveletflow.training.sinks import MetricsSink
+from waveletflow.training.schedule import MarginalGainSchedule, budget_shares, group_levels
+from waveletflow.training.sinks import MetricsSink, NullSink
 from waveletflow.training.unit import TrainUnit
 
 log = logging.getLogger("waveletflow")
 
 
 def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, train_images, val_images,
-                data_bits: int, opts: TrainOptions, budget_s: float | None = None) -> dict[str, Any]:
+                data_bits: int, opts: TrainOptions, budget_s: float | None = None,
+                dp: DataParallel | None = None) -> dict[str, Any]:
     """Train one level, or several levels jointly (one optimiser on their summed NLL, the bits/dim of the image
     when they are all the levels), until ``opts.steps`` optimiser steps in total or ``budget_s`` seconds.
 
     Resumes from the unit's checkpoint when there is one (step, optimiser, random generator). Returns a summary:
     ``{level, step, elapsed_s, val_bpd}``, with ``level`` a list and ``levels_val_bpd`` for a joint unit.
+    With ``dp`` (under ``torchrun``) this rank trains the unit data-parallel in that group; only the group's
+    first rank writes files.
     """
     run = RunDir(run_dir)
-    unit = TrainUnit(model, level, run, opts, train_images, val_images, data_bits).open()
-    with MetricsSink(run, unit.levels, unit.desc, opts.steps, unit.step, opts.progress, opts.progress_position) as sink:
+    writer = dp is None or dp.writer
+    unit = TrainUnit(model, level, run, opts, train_images, val_images, data_bits, writer=writer).open()
+    if dp is not None:
+        dp.attach(model, unit.levels, unit.steps)
+    sink = (MetricsSink(run, unit.levels, unit.desc, opts.steps, unit.step, opts.progress, opts.progress_position)
+            if writer else NullSink())
+    with sink:
         stop = Stop(opts.steps, budget_s)
-        fit(unit, unit.batches(), stop, sink)
-    return _finish(unit, unit.elapsed_before + stop.elapsed())
-
-
-def _finish(unit: TrainUnit, elapsed: float) -> dict[str, Any]:
-    """Validate (if not done at the last step), write the final checkpoint; the unit's summary."""
-    if unit.val_bpd is None:
-        unit.validate()
-    if not unit.save(elapsed):
-        raise UserInputError(f"{unit.desc}: parameters became non-finite; the last good checkpoint was kept")
-    return unit.summary(elapsed)
+        fit(unit, unit.batches(), stop, sink, dp)
+    return unit.finish(unit.elapsed_before + stop.elapsed())
 
 
 def _train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
@@ -120,14 +120,14 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
                 # progress runs from 1 - decay to 1 over this level's part: its learning rate decays to zero
                 lead = seconds * (1.0 - opts.decay) / opts.decay
                 run_slice(level, Stop(opts.steps, seconds, overall=(time.perf_counter() - lead, seconds / opts.decay)))
-    return [_finish(units[v], units[v].elapsed_before) for v in levels]
+    return [units[v].finish(units[v].elapsed_before) for v in levels]
 
 
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
           parallel: int = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
           preset: str | None = None, crop: int | None = None, allow_other_data: bool = False,
-          lock: bool = True) -> list[dict[str, Any]]:
+          lock: bool = True, data_parallel: bool = True) -> list[dict[str, Any]]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
 
     Everything is checked before anything is written: the options, the data (against the run's ``run.json``),
@@ -147,6 +147,14 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         allow_other_data: go on training an existing run on data other than it was made with (refused
             otherwise).
         lock: take the run's lock (False only where the caller holds it: the level workers of ``parallel``).
+        data_parallel: under ``torchrun`` with more ranks than levels, the further ranks train the levels with the
+            most work per rank data-parallel (``DistributedDataParallel``); False leaves them without a level
+            (they exit at once).
+
+    Started by ``torchrun`` (``WORLD_SIZE`` is set), this process is one rank of the job: the ranks are placed on
+    the levels (:func:`~waveletflow.training.distributed.place_levels`), the first rank checks and prepares the
+    run and holds its lock, one rank per level writes its files, and the run folder is the one a single process
+    would have written (:mod:`waveletflow.training.torchrun`).
     """
     opts = opts or TrainOptions()
     if opts.steps is None and opts.time_budget is None:
@@ -156,6 +164,15 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     if parallel < 1:
         raise UserInputError(f"--parallel must be at least 1, got {parallel}")
     opts = replace(opts, device=resolve_device(opts.device))
+    env = DistEnv.from_env()
+    if env is not None and lock:  # a rank of a torchrun job (level workers of --parallel never are)
+        if parallel > 1:
+            raise UserInputError("--parallel starts level processes of its own; under torchrun every rank is one "
+                                 "already: leave --parallel out")
+        from waveletflow.training.torchrun import train_torchrun
+
+        return train_torchrun(env, run_dir, data_spec, model_type, level_spec, opts, overrides, n_bits, image_size,
+                              data, preset, crop, allow_other_data, data_parallel)
     run = RunDir(run_dir)
     if run.path.exists() and not run.path.is_dir():
         raise UserInputError(f"{run} is a file, not a folder; choose another --out")
@@ -216,13 +233,9 @@ def _remove_new_run(run: RunDir) -> None:
 # ----- level workers -------------------------------------------------------------------------------
 def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, levels: list[int], parallel: int,
                     opts: TrainOptions, shares: dict[int, float]) -> list[dict[str, Any]]:
-    """Split levels over ``parallel`` worker processes (greedy by budget share) that share the cores."""
-    groups: list[list[int]] = [[] for _ in range(min(parallel, len(levels)))]
-    load = [0.0] * len(groups)
-    for level in sorted(levels, key=lambda lv: -shares[lv]):
-        w = load.index(min(load))
-        groups[w].append(level)
-        load[w] += shares[level]
+    """Split levels over ``parallel`` worker processes (greedy by budget share) that share the cores; on CUDA with
+    several GPUs each worker trains on its own (``cuda:i``)."""
+    groups = group_levels(shares, parallel)
     threads = max(1, (os.cpu_count() or 1) // len(groups))
     ctx = multiprocessing.get_context("spawn")
     records = ctx.Queue()  # the workers' log records, shown here through this process's handlers
@@ -233,7 +246,7 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, levels: lis
         for w, group in enumerate(groups):
             spec = ",".join(map(str, sorted(group)))
             receive, send = ctx.Pipe(duplex=False)
-            worker_opts = replace(opts, curves=False, progress_position=w)
+            worker_opts = replace(opts, curves=False, progress_position=w, device=worker_device(opts.device, w))
             proc = ctx.Process(target=_level_worker, name=f"waveletflow-levels-{spec}",
                                args=(send, str(run.path), data_spec, data, spec, worker_opts, threads,
                                      records, log.getEffectiveLevel()))

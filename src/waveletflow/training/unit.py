@@ -42,13 +42,15 @@ class TrainUnit:
         opts: the training options.
         train_images, val_images: uint8 NHWC images (arrays, or anything indexable by an array of ints).
         data_bits: the bit depth of the images' pixel values.
+        writer: whether this process writes the unit's files (False for the other ranks of a data-parallel
+            group, which train the same unit and only read its checkpoint).
     """
 
     def __init__(self, model: FlowModel, levels: int | list[int], run: RunDir, opts: TrainOptions,
-                 train_images, val_images, data_bits: int):
+                 train_images, val_images, data_bits: int, writer: bool = True):
         self.levels = [levels] if isinstance(levels, int) else sorted(levels)
         self.single = self.levels[0] if len(self.levels) == 1 else None  # a one-level unit (crops apply to it)
-        self.model, self.run, self.opts = model, run, opts
+        self.model, self.run, self.opts, self.writer = model, run, opts, writer
         self.train_images, self.val_images, self.data_bits = train_images, val_images, data_bits
         self.name = run.unit_name(self.levels)
         self.desc = f"level {self.single}" if self.single is not None else "levels " + ",".join(map(str, self.levels))
@@ -94,7 +96,8 @@ class TrainUnit:
             self._start()
             if self.average is not None:
                 self.average.reset()  # from the initialised (or saved) weights
-        self.run.truncate_metrics(self.levels, self.step)  # rows a stopped process wrote after its checkpoint
+        if self.writer:
+            self.run.truncate_metrics(self.levels, self.step)  # rows a stopped process wrote after its checkpoint
         return self
 
     def _check_not_superseded(self) -> None:
@@ -240,9 +243,7 @@ class TrainUnit:
         """Write the unit's checkpoint and each level's weights and state atomically; refuses (returns False)
         when a parameter is not finite. Each level's ``state.json`` names the unit that wrote its weights; its
         ``weights.safetensors`` holds the Polyak-averaged weights when averaging (the checkpoint keeps both)."""
-        if not all(torch.isfinite(p).all() for p in self.module.parameters()):
-            return False
-        if self.average is not None and not self.average.finite():
+        if not self.finite():
             return False
         checkpoint = {
             "step": self.step,
@@ -269,6 +270,22 @@ class TrainUnit:
                 state["unit_val_bpd"] = self.val_bpd if self.best is None else self.best["val_bpd"]
             self.run.write_state(level, state)
         return True
+
+    def finite(self) -> bool:
+        """Whether every parameter (and its Polyak average) is finite."""
+        if not all(torch.isfinite(p).all() for p in self.module.parameters()):
+            return False
+        return self.average is None or self.average.finite()
+
+    def finish(self, elapsed_s: float) -> dict[str, Any]:
+        """Validate (if the last step was not validated), write the final checkpoint; the unit's summary. Only
+        the writer validates and writes."""
+        if self.writer:
+            if self.val_bpd is None or self.val_step != self.step:
+                self.validate()
+            if not self.save(elapsed_s):
+                raise UserInputError(f"{self.desc}: parameters became non-finite; the last good checkpoint was kept")
+        return self.summary(elapsed_s)
 
     def restore(self) -> None:
         """Go back to the last checkpoint's weights and optimiser state after the parameters diverged."""
