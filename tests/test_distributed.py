@@ -140,10 +140,10 @@ def _children(pid: int) -> list[int]:
 
 def test_a_killed_rank_restarts_and_resumes_to_the_same_parameters(tmp_path):
     """torchrun --max-restarts 1: a rank of a data-parallel level is killed after a checkpoint; the restarted
-    ranks resume from it and end with the parameters of the same job never killed (over 150 steps a data-parallel
+    ranks resume from it and end with the parameters of the same job never killed (over 80 steps a data-parallel
     run and one process part by rounding; the first test compares those over a few steps)."""
     run = tmp_path / "killed"
-    args = ["--out", str(run), "--level", "3", "--steps", "150", "--batch-size", "8", "--checkpoint-every", "10"]
+    args = ["--out", str(run), "--level", "3", "--steps", "80", "--batch-size", "8", "--checkpoint-every", "10"]
     cmd = [*TORCHRUN, "--standalone", "--nproc_per_node", "2", "--max-restarts", "1", "-m", "waveletflow", "train",
            *COMMON, *args]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,14 +163,14 @@ def test_a_killed_rank_restarts_and_resumes_to_the_same_parameters(tmp_path):
     assert proc.returncode == 0, err[-3000:]
     whole = _torchrun(2, [*args[:1], str(tmp_path / "whole"), *args[2:]])  # the same job, never killed
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert _checkpoint_step(run, 3) == 150
+    assert _checkpoint_step(run, 3) == 80
     assert _max_diff(_weights(run, 3), _weights(tmp_path / "whole", 3)) < 1e-6
     ck = torch.load(run / "level_03" / "checkpoint.pt", weights_only=False)
     ck_whole = torch.load(tmp_path / "whole" / "level_03" / "checkpoint.pt", weights_only=False)
     assert torch.equal(ck["rng"], ck_whole["rng"])
     rows = (run / "level_03" / "metrics.csv").read_text().splitlines()[1:]
     steps = [int(r.split(",")[0]) for r in rows]
-    assert steps == sorted(set(steps)) and steps[-1] == 150  # each logged step once, after the restart too
+    assert steps == sorted(set(steps)) and steps[-1] == 80  # each logged step once, after the restart too
     assert not list(run.rglob("*.tmp")) and not (run / ".lock").exists()
 
 
@@ -237,3 +237,15 @@ def test_a_rank_without_a_level_exits_cleanly(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rank 1 has no level to train" in res.stderr
     assert _checkpoint_step(out, 1) == 3 and not (out / "level_00").exists()
+
+
+def test_devices_of_ranks_and_workers(monkeypatch):
+    from waveletflow.training.distributed import device_for, worker_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [device_for("cuda", r) for r in (0, 3, 5)] == ["cuda:0", "cuda:3", "cuda:1"]
+    assert [worker_device("cuda", w) for w in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0"]
+    assert device_for("cpu", 2) == "cpu" and worker_device("cpu", 1) == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert worker_device("cuda", 1) == "cuda"  # one GPU: the workers share it

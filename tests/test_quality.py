@@ -58,6 +58,17 @@ def test_metric_is_deterministic_and_the_classifier_is_cached(digits):
     assert qc.fd == qa.fd and qc.kid != qa.kid  # KID's subsets follow the seed, FD has none
 
 
+def test_kid_subsets_differ_so_its_spread_is_measured(digits):
+    """With as many images as the default subset size or fewer, KID's subsets are half of them, so that they
+    differ and its spread is not zero (subsets of all the images would all be the same)."""
+    clf = train_classifier(digits, steps=STEPS)
+    imgs = degraded(digits.x_train[:120], 5, "blur")
+    q = quality(imgs, digits.x_test[:120], clf)  # default subset size 1000 > 120 images
+    assert q.kid_std > 0
+    same = quality(imgs, digits.x_test[:120], clf, kid_subset_size=60)
+    assert (q.kid, q.kid_std) == (same.kid, same.kid_std)  # half of the 120, as asked for explicitly
+
+
 def test_labels_from_npz_and_class_folders(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)

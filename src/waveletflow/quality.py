@@ -209,7 +209,7 @@ def quality(images: np.ndarray, reference: np.ndarray, classifier: Classifier, n
         kid_mean, kid_std = (float(v) for v in kid.compute())
     probs = classifier.probabilities(images, n_bits).double()
     hist = torch.bincount(probs.argmax(1), minlength=classifier.classes).double() / len(images)
-    entropy = float(-(hist[hist > 0] * hist[hist > 0].log2()).sum())
+    entropy = max(0.0, float(-(hist[hist > 0] * hist[hist > 0].log2()).sum()))  # not -0.0 for one class
     return _check_finite(Quality(max(fd, 0.0), kid_mean, kid_std, float(probs.max(1).values.mean()), entropy,
                                  len(images), len(reference)))
 

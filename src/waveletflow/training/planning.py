@@ -15,11 +15,10 @@ from typing import Any
 
 from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
-from waveletflow.models import DEFAULT_MODEL_TYPE, default_config
 from waveletflow.models.config import MODEL_FORMAT, upgrade_model_meta
 from waveletflow.models.io import check_model_size
 from waveletflow.rundir import RunDir
-from waveletflow.training.run import parse_levels
+from waveletflow.training.run import new_config, parse_levels
 from waveletflow.training.schedule import budget_shares, group_levels
 
 #: appended to the run folder's name: the folder of the part run folders
@@ -97,15 +96,7 @@ def plan_jobs(out: str | Path, level_dims: list[int], levels: list[int], nodes: 
 def model_meta(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
                n_bits: int | None = None, preset: str | None = None) -> dict[str, Any]:
     """The ``model.json`` content that ``train`` writes for a new run on ``data`` with these model options."""
-    if n_bits is not None and n_bits < 1:
-        raise UserInputError(f"--n-bits must be at least 1, got {n_bits}")
-    bits = n_bits or data.n_bits
-    if bits > data.n_bits:
-        raise UserInputError(f"--n-bits {bits} is more than the data's {data.n_bits} bits")
-    name = model_type or DEFAULT_MODEL_TYPE
-    config = default_config(name, data.image_shape, bits, overrides, preset)
-    if config.display_max is None:
-        config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
+    name, config = new_config(data, model_type, overrides, n_bits, preset)
     return {"version": MODEL_FORMAT, "model_type": name, "config": config.to_dict()}
 
 

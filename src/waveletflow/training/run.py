@@ -58,6 +58,19 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         raise UserInputError(f"{run} is a file, not a folder; choose another --out")
     if not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
+    name, config = new_config(data, model_type, overrides, n_bits, preset)
+    # validate the config and the levels asked for before anything is written
+    parse_levels(level_spec, len(check_model_size(name, config, "the model config").levels))
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
+                  image_size=image_size, crop=crop, fingerprint=data.fingerprint())
+    write_model_meta(run.path, name, config)
+    return name, config
+
+
+def new_config(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
+               n_bits: int | None = None, preset: str | None = None) -> tuple[str, Any]:
+    """The model type and config of a new run on ``data`` with these model options (see :func:`prepare_run`)."""
     if n_bits is not None and n_bits < 1:
         raise UserInputError(f"--n-bits must be at least 1, got {n_bits}")
     bits = n_bits or data.n_bits
@@ -67,13 +80,24 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
     config = default_config(name, data.image_shape, bits, overrides, preset)
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
-    # validate the config and the levels asked for before anything is written
-    parse_levels(level_spec, len(check_model_size(name, config, "the model config").levels))
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
-                  image_size=image_size, crop=crop, fingerprint=data.fingerprint())
-    write_model_meta(run.path, name, config)
     return name, config
+
+
+def data_options(run: RunDir, image_size: int | None, crop: int | None) -> tuple[int | None, int | None]:
+    """The image size and crop of a command on ``run``: those given, else the ones in its ``run.json``. Refuses
+    a file in place of the run folder."""
+    if run.path.exists() and not run.path.is_dir():
+        raise UserInputError(f"{run} is a file, not a folder; choose another --out")
+    saved = run.data_options() if run.is_model() else {}
+    return (image_size if image_size is not None else saved.get("image_size"),
+            crop if crop is not None else saved.get("crop"))
+
+
+def check_joint(model: FlowModel, levels: list[int], joint: bool) -> None:
+    """Joint training needs whole images: refuse it for a set of levels one of which trains on crops."""
+    cropped = [v for v in levels if model.level_crop(v) is not None]
+    if joint and len(levels) > 1 and cropped:
+        raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
 
 
 def check_data(run: RunDir, data: ImageDataset, data_spec: str, allow_other: bool = False) -> None:

@@ -19,7 +19,9 @@ from waveletflow.rundir import MODEL_FILE, RUN_FILE, RunDir, write_json_atomic
 from waveletflow.training import distributed as D
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.run import check_units, new_model, parse_levels, prepare_run, split_train_val
+from waveletflow.training.run import (
+    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, split_train_val,
+)
 from waveletflow.training.schedule import budget_shares
 
 log = logging.getLogger("waveletflow")
@@ -83,11 +85,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
         error: BaseException | None = None
         if env.rank == 0:  # checks and prepares the run, holding its lock until every rank has finished
             try:
-                if run.path.exists() and not run.path.is_dir():
-                    raise UserInputError(f"{run} is a file, not a folder; choose another --out")
-                saved = run.data_options() if run.is_model() else {}
-                size = image_size if image_size is not None else saved.get("image_size")
-                crop_ = crop if crop is not None else saved.get("crop")
+                size, crop_ = data_options(run, image_size, crop)
                 data = data or load_dataset(data_spec, image_size=size, crop=crop_)
                 stack.enter_context(run.lock())
                 new = run.is_empty()
@@ -97,11 +95,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
                     info = run.read_run()
                     model = new_model(name, config, info.get("seed", opts.seed))
                     levels = parse_levels(level_spec, len(model.levels))
-                    if opts.joint:
-                        cropped = [v for v in levels if model.level_crop(v) is not None]
-                        if len(levels) > 1 and cropped:
-                            raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole "
-                                                 f"images")
+                    check_joint(model, levels, opts.joint)
                     check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
                     placement = D.place_levels(level_weights(model, levels, run, opts), env.world_size,
                                                opts.batch_size, opts.joint, data_parallel)

@@ -27,7 +27,9 @@ from waveletflow.training.distributed import DataParallel, DistEnv, worker_devic
 from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions, resolve_device
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.run import check_units, new_model, parse_levels, prepare_run, split_train_val
+from waveletflow.training.run import (
+    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, split_train_val,
+)
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares, group_levels
 from waveletflow.training.sinks import MetricsSink, NullSink
 from waveletflow.training.unit import TrainUnit
@@ -174,11 +176,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         return train_torchrun(env, run_dir, data_spec, model_type, level_spec, opts, overrides, n_bits, image_size,
                               data, preset, crop, allow_other_data, data_parallel)
     run = RunDir(run_dir)
-    if run.path.exists() and not run.path.is_dir():
-        raise UserInputError(f"{run} is a file, not a folder; choose another --out")
-    saved = run.data_options() if run.is_model() else {}
-    image_size = image_size if image_size is not None else saved.get("image_size")
-    crop = crop if crop is not None else saved.get("crop")
+    image_size, crop = data_options(run, image_size, crop)
     data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
     with run.lock() if lock else nullcontext():
         new = run.is_empty()  # only then may a failure remove what this command wrote
@@ -188,10 +186,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
             info = run.read_run()
             model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
             levels = parse_levels(level_spec, len(model.levels))
-            if opts.joint:
-                cropped = [v for v in levels if model.level_crop(v) is not None]
-                if len(levels) > 1 and cropped:
-                    raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
+            check_joint(model, levels, opts.joint)
             check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
             if lock:
                 for path in run.remove_temporaries():
