@@ -113,15 +113,13 @@ def _check_parts(run: RunDir, runs: list[RunDir]) -> tuple[dict[str, Any], dict[
     units: dict[str, RunDir] = {}
     for part in runs:
         if part is not first:
-            diff = first_difference(part.read_model_json(), meta)
-            if diff:
+            model_diff, run_diff = _differences(part.read_model_json(), part.read_run(), meta, info)
+            if model_diff:
                 raise UserInputError(f"part {part} holds another model than {first} ({part.model_file.name} differs: "
-                                     f"{diff}); parts of one run must be trained with the same model options")
-            other = part.read_run()
-            for key in RUN_KEYS:
-                if other.get(key) != info.get(key):
-                    raise UserInputError(f"part {part} differs from {first} in {part.run_file.name}'s {key} "
-                                         f"({other.get(key)!r} vs {info.get(key)!r}): other data or another seed")
+                                     f"{model_diff}); parts of one run must be trained with the same model options")
+            if run_diff:
+                raise UserInputError(f"part {part} differs from {first} in {part.run_file.name}'s {run_diff}: other "
+                                     f"data or another seed")
         holder = _being_trained(part)
         if holder:
             raise UserInputError(f"part {part} is being trained by {holder}; wait until its job ends")
@@ -169,15 +167,23 @@ def _being_trained(part: RunDir) -> str | None:
 
 def _check_same(run: RunDir, meta: dict[str, Any], info: dict[str, Any], first: RunDir) -> None:
     """An existing run gathered into must hold the parts' model and data."""
-    diff = first_difference(upgrade_model_meta(run.read_model_json()), upgrade_model_meta(meta))
-    if diff:
+    model_diff, run_diff = _differences(upgrade_model_meta(run.read_model_json()), run.read_run(),
+                                        upgrade_model_meta(meta), info)
+    if model_diff:
         raise UserInputError(f"{run} holds another model than the parts ({run.model_file.name} differs from "
-                             f"{first.model_file}: {diff}); gather them into a new --out")
-    mine = run.read_run()
-    for key in RUN_KEYS:
-        if mine.get(key) != info.get(key):
-            raise UserInputError(f"{run} differs from the parts in {run.run_file.name}'s {key} ({mine.get(key)!r} vs "
-                                 f"{info.get(key)!r}): other data or another seed; gather them into a new --out")
+                             f"{first.model_file}: {model_diff}); gather them into a new --out")
+    if run_diff:
+        raise UserInputError(f"{run} differs from the parts in {run.run_file.name}'s {run_diff}: other data or "
+                             f"another seed; gather them into a new --out")
+
+
+def _differences(meta: dict[str, Any], info: dict[str, Any], ref_meta: dict[str, Any],
+                 ref_info: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Where a run's ``model.json`` (``meta``) and ``run.json`` (``info``) first differ from the reference ones (on
+    :data:`RUN_KEYS` for ``run.json``): ``(model difference, run difference)``, None where they agree."""
+    run_diff = next((f"{key} ({info.get(key)!r} vs {ref_info.get(key)!r})" for key in RUN_KEYS
+                     if info.get(key) != ref_info.get(key)), None)
+    return first_difference(meta, ref_meta), run_diff
 
 
 def _same_tree(a: Path, b: Path) -> bool:
