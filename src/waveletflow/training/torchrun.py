@@ -5,7 +5,8 @@ its part; the run folder is the one a single process would have written."""
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_ty
     opts = replace(opts, device=device)
     D.init(env, device)
     try:
-        results, names = _rank_errors(env, _train_rank)(env, RunDir(run_dir), data_spec, model_type, level_spec, opts, overrides,
-                                     n_bits, image_size, data, preset, crop, allow_other_data, data_parallel)
+        with _rank_errors(env):
+            results, names = _train_rank(env, RunDir(run_dir), data_spec, model_type, level_spec, opts, overrides,
+                                         n_bits, image_size, data, preset, crop, allow_other_data, data_parallel)
     finally:
         D.shutdown()
     if opts.curves and env.rank == 0:
@@ -156,26 +158,25 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
         return results, model.level_names()
 
 
-def _rank_errors(env: D.DistEnv, fn):
-    """``fn`` with the errors a rank other than the first meets on its own turned into :class:`RankError`."""
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ReportedElsewhere:
+@contextmanager
+def _rank_errors(env: D.DistEnv) -> Iterator[None]:
+    """Errors a rank other than the first meets on its own, and a lost peer, as one-line :class:`RankError`."""
+    try:
+        yield
+    except ReportedElsewhere:
+        raise
+    except UserInputError as exc:
+        if env.rank == 0 or isinstance(exc, RankError):
             raise
-        except UserInputError as exc:
-            if env.rank == 0 or isinstance(exc, RankError):
-                raise
-            raise RankError(f"rank {env.rank}: {exc}") from None
-        except RuntimeError as exc:  # a peer died: torchrun stops (or restarts) every rank
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if not isinstance(exc, torch.distributed.DistError) and not any(
-                    w in first.lower() for w in ("gloo", "nccl", "connection closed", "connection reset")):
-                raise
-            raise RankError(f"rank {env.rank} lost contact with the other ranks ({first[:200]}); checkpoints "
-                            f"written so far are kept: rerun the command (or use torchrun --max-restarts) to "
-                            f"resume") from None
-    return wrapped
+        raise RankError(f"rank {env.rank}: {exc}") from None
+    except RuntimeError as exc:  # a peer died: torchrun stops (or restarts) every rank
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if not isinstance(exc, torch.distributed.DistError) and not any(
+                w in first.lower() for w in ("gloo", "nccl", "connection closed", "connection reset")):
+            raise
+        raise RankError(f"rank {env.rank} lost contact with the other ranks ({first[:200]}); checkpoints "
+                        f"written so far are kept: rerun the command (or use torchrun --max-restarts) to "
+                        f"resume") from None
 
 
 def _write_run_files(run: RunDir, setup: dict[str, Any]) -> None:
