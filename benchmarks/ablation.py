@@ -28,9 +28,9 @@ VARIANTS: dict[str, dict] = {
 
 
 def ablation(name: str, path: Path, budget: float, seeds: int, test_images: int, device: str, out: Path,
-             batch_size: int = 64, only: list[int] | None = None) -> dict:
+             batch_size: int = 64, only: list[int] | None = None, recipe: dict | None = None) -> dict:
     """Train every variant of :data:`VARIANTS` (the numbers ``only``, when given) ``seeds`` times for ``budget``
-    seconds on dataset ``path``."""
+    seconds on dataset ``path``; ``recipe`` (``lr``, ``warmup``) replaces the library's defaults under every variant."""
     if not path.is_file():
         return {"dataset": name, "skipped": f"{path} not found"}
     data = load_dataset(str(path))
@@ -45,7 +45,7 @@ def ablation(name: str, path: Path, budget: float, seeds: int, test_images: int,
         finals = []
         for seed in range(seeds):
             c = Ours(variant, "waveletflow", config, runs / f"{i}-{seed}", data, str(path), device, batch_size,
-                     seed=seed, options=options)
+                     seed=seed, options={**(recipe or {}), **options})
             c.train_for(budget)  # one call: the decay and the schedule see the whole budget
             finals.append(round(c.test_bpd(test), 4))
             print(f"[ablation {name}] {variant}, seed {seed}: test {finals[-1]:.4f} bits/dim", flush=True)

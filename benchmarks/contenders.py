@@ -99,7 +99,8 @@ class NormflowsGlow:
     """The peer library's Glow with the same training loop settings as ours."""
 
     def __init__(self, image_shape, n_scales: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
-                 batch_size: int, lr: float = 1e-3, warmup: int = 200, grad_clip: float = 50.0, seed: int = 0,
+                 batch_size: int, lr: float = TrainOptions.lr, warmup: int = TrainOptions.warmup,
+                 grad_clip: float = TrainOptions.grad_clip, seed: int = 0,
                  keep_best_every: int | None = None):
         torch.manual_seed(seed)
         self.name = "normflows Glow"

@@ -33,6 +33,7 @@ from benchmarks.levers import levers, step_seconds
 from benchmarks.levers import markdown as levers_markdown
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, default_config, waveletflow_config
+from waveletflow.training import TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -58,14 +59,15 @@ def machine() -> str:
 def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
                     wf_parallel: int, batch_size: int, image_size: int | None = None,
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
-                    sample_n: int = 64) -> dict:
+                    sample_n: int = 64, recipe: dict | None = None) -> dict:
     """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
     and is tested with its best validation's weights (early stopping, for small datasets). ``mrcnf`` adds MRCNF
     with its default configuration (not matched in parameters: its preset is the CPU one); runs go to
-    ``OUT/runs/NAME{tag}``."""
-    options = {} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every}
+    ``OUT/runs/NAME{tag}``. ``recipe`` (``lr``, ``warmup``) replaces the library's defaults for every model."""
+    recipe = dict(recipe or {})
+    options = {**recipe, **({} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every})}
     path = SHARED / DATASETS[name]
     if not path.exists():
         return {"dataset": name, "skipped": f"{path} not found"}
@@ -90,7 +92,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                                device, batch_size, options=options))
     try:
         contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size,
-                                        keep_best_every=keep_best_every))
+                                        keep_best_every=keep_best_every, **recipe))
     except ImportError:
         print("note: normflows is not installed (pip install normflows); its Glow is left out", file=sys.stderr)
     if image_size is not None:
@@ -376,7 +378,10 @@ def sampling_latency(cases: list[tuple[int, int]], repeats: int, device: str) ->
 # ----- report --------------------------------------------------------------------------------------
 def markdown(res: dict) -> str:
     """The results as Markdown: only the sections that were run."""
-    lines = [f"Machine: {res['machine']}  ", f"Command: `{res['command']}`", ""]
+    lines = [f"Machine: {res['machine']}  ", f"Command: `{res['command']}`  "]
+    if "recipe" in res:
+        lines.append(f"Every model: Adam, learning rate {res['recipe']['lr']:g}, warm-up {res['recipe']['warmup']} steps")
+    lines.append("")
     for t in res["time_to_quality"]:
         if "skipped" in t:
             lines.append(f"{t['dataset']}: skipped ({t['skipped']})\n")
@@ -454,6 +459,9 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, help="test evaluations along each budget")
     p.add_argument("--device", default="cpu")
     p.add_argument("--wf-parallel", type=int, default=1, help="Wavelet Flow level processes (same total cores)")
+    p.add_argument("--batch", type=int, default=64, help="training batch of every model in the time-to-quality runs")
+    p.add_argument("--lr", type=float, help="learning rate of every model (default: the library's)")
+    p.add_argument("--warmup", type=int, help="warm-up steps of every model (default: the library's)")
     p.add_argument("--skip", default="", help="comma list of sections to skip: quality,levers,throughput,memory,sampling")
     p.add_argument("--memory-cap-gb", type=float, default=12.0)
     p.add_argument("--test-images", type=int, help="held-out images per evaluation (default 2000 full, 200 quick)")
@@ -491,6 +499,8 @@ def main(argv=None) -> int:
     res = {"machine": machine(), "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
            "device": a.device, "mode": "full" if full else "quick", "time_to_quality": [], "throughput": [],
            "memory": [], "sampling": []}
+    recipe = {k: v for k, v in (("lr", a.lr), ("warmup", a.warmup)) if v is not None}
+    res["recipe"] = {"lr": TrainOptions.lr, "warmup": TrainOptions.warmup, **recipe}  # what every model trained with
     t0 = time.perf_counter()
     ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     if a.highres:
@@ -501,7 +511,7 @@ def main(argv=None) -> int:
             for size, hb, bs in zip(sizes, budgets, batches):
                 res["time_to_quality"].append(time_to_quality(
                     "photos", hb, points, a.test_images or 10**9, a.device, out, a.wf_parallel, bs, image_size=size,
-                    keep_best_every=a.keep_best_every))
+                    keep_best_every=a.keep_best_every, recipe=recipe))
         if "memory" not in skip:
             res["highres_memory"] = highres_memory(1024 if full else 64, 4, [256, 512, 1024] if full else [32, 64],
                                                    a.device, a.memory_cap_gb)
@@ -509,7 +519,7 @@ def main(argv=None) -> int:
     if a.mrcnf:
         if "quality" not in skip:
             ttq = time_to_quality("mnist", budget, points, a.test_images or (2000 if full else 200), a.device, out,
-                                  a.wf_parallel, 64, mrcnf=True, tag="-mrcnf")
+                                  a.wf_parallel, 64, mrcnf=True, tag="-mrcnf", recipe=recipe)
             res["time_to_quality"].append(ttq)
             if "skipped" not in ttq:
                 res["trained_levels"] = trained_level_rates(out, ttq, "mnist", 64, 3 if full else 1, a.device)
@@ -518,12 +528,12 @@ def main(argv=None) -> int:
         for name in a.datasets.split(","):
             res["time_to_quality"].append(time_to_quality(
                 name, budget if name == "mnist" else cifar_budget, points, a.test_images or (2000 if full else 200),
-                a.device, out, a.wf_parallel, 64))
+                a.device, out, a.wf_parallel, a.batch, recipe=recipe))
     if a.ablation:
         first = a.datasets.split(",")[0]
         res["ablation"] = ablation(first, SHARED / DATASETS[first], a.ablation_budget or (600.0 if full else 10.0),
                                    a.seeds or (2 if full else 1), a.test_images or (2000 if full else 200), a.device, out,
-                                   only=ints(a.ablation_variants) if a.ablation_variants else None)
+                                   only=ints(a.ablation_variants) if a.ablation_variants else None, recipe=recipe)
     if "levers" not in skip:
         res["levers"] = [{"dataset": name, **levers(tuple(load_dataset(str(SHARED / DATASETS[name])).image_shape),
                                                     3 if full else 1, a.device, (64, 256) if full else (8, 16))}

@@ -8,7 +8,7 @@ bits/dim printed beside each row show it); with another thread count, or with da
 added in another order and the trajectories part by rounding. The speed-up is against one process on all the
 cores. The commands are the CLI's, as a user runs them (process start-up and rendezvous included)::
 
-    python -m benchmarks.scaling [--steps 200] [--batch-size 64] [--data PATH] [--out benchmarks/results]
+    python -m benchmarks.scaling [--steps 200] [--batch-size 64] [--lr LR] [--warmup N] [--data PATH] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200, help="optimiser steps per level")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--test-images", type=int, default=1000)
+    p.add_argument("--lr", type=float, help="learning rate (default: the library's)")
+    p.add_argument("--warmup", type=int, help="warm-up steps (default: the library's)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = p.parse_args(argv)
     if not Path(a.data).exists():
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="wf-scaling-"))
     wf = [sys.executable, "-m", "waveletflow", "train"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    common = ["--data", a.data, "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--quiet", "--no-curves"]
+    common = ["--data", a.data, "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--quiet", "--no-curves",
+              *(f for k in ("lr", "warmup") if getattr(a, k) is not None for f in (f"--{k}", str(getattr(a, k))))]
     levels = len(build_model("waveletflow", default_config("waveletflow", data.image_shape, data.n_bits)).levels)
     finest = str(levels - 1)
     rows = []

@@ -14,10 +14,12 @@ def test_benchmark_produces_every_figure(tmp_path):
 
     assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "1", "--test-images", "20",
                  "--throughput-sizes", "16", "--memory-sizes", "16", "--sampling-cases", "16:2",
-                 "--ablation", "--ablation-budget", "2",
+                 "--ablation", "--ablation-budget", "2", "--batch", "8", "--lr", "0.0015", "--warmup", "7",
                  "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     (ttq,) = res["time_to_quality"]
+    assert ttq["batch"] == 8 and res["recipe"] == {"lr": 0.0015, "warmup": 7}
+    assert "learning rate 0.0015, warm-up 7 steps" in (tmp_path / "results.md").read_text()
     glows = ["Glow", "Glow (residual coupling)"]
     assert [m["name"] for m in ttq["models"]] == ["Wavelet Flow", *glows, "normflows Glow"]
     for m in ttq["models"]:

@@ -46,8 +46,8 @@ class TrainOptions(Config):
     steps: int | None = None
     time_budget: float | None = None
     batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 200
+    lr: float = 2e-3
+    warmup: int = 50
     grad_clip: float = 50.0
     seed: int = 0
     device: str = "auto"
