@@ -315,7 +315,7 @@ def test_adamax_decay_and_their_checks(tmp_path):
     with pytest.raises(ValueError, match="ema"):
         TrainOptions(ema=1.0)
     data = load_dataset("digits")
-    res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, optimizer="adamax", decay=0.5, ema=0.0),
+    res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, lr=1e-3, optimizer="adamax", decay=0.5, ema=0.0),
                 dict(TINY_WF), data=data)
     assert res[0]["step"] == 4
     ck = torch.load(tmp_path / "r" / "level_02" / "checkpoint.pt", weights_only=True)
