@@ -10,6 +10,7 @@ Writes ``results.json``, ``results.md`` and ``time_to_quality_<dataset>.png`` in
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -59,13 +60,16 @@ def machine() -> str:
 def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
                     wf_parallel: int, batch_size: int, image_size: int | None = None,
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
-                    sample_n: int = 64, recipe: dict | None = None) -> dict:
+                    sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
+                    against: list[str] | None = None, seed: int = 0) -> dict:
     """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
     and is tested with its best validation's weights (early stopping, for small datasets). ``mrcnf`` adds MRCNF
     with its default configuration (not matched in parameters: its preset is the CPU one); runs go to
-    ``OUT/runs/NAME{tag}``. ``recipe`` (``lr``, ``warmup``) replaces the library's defaults for every model."""
+    ``OUT/runs/NAME{tag}``. ``recipe`` (``lr``, ``warmup``) replaces the library's defaults for every model;
+    ``wf_config`` overrides Wavelet Flow's config (the Glows are matched to its parameters); ``against`` names the
+    baselines to run (keys of :data:`BASELINES`; default all); ``seed`` seeds every model's training."""
     recipe = dict(recipe or {})
     options = {**recipe, **({} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every})}
     path = SHARED / DATASETS[name]
@@ -74,7 +78,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     data = load_dataset(str(path), image_size=image_size)
     test = data.x_test[:test_images]
     shape = data.image_shape
-    wf_cfg = waveletflow_default(shape, 8)
+    wf_cfg = waveletflow_config(tuple(shape), 8, **copy.deepcopy(wf_config)) if wf_config else waveletflow_default(shape, 8)
     target = count_params(build_model("waveletflow", wf_cfg))
     glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target) for name, (model_type, _, _) in GLOWS.items()}
     nf_scales, nf_steps = glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
@@ -83,22 +87,24 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     shutil.rmtree(runs, ignore_errors=True)
     contenders = [
         Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
-             wf_parallel, options=options),
+             wf_parallel, seed=seed, options=options),
         *(Ours(name, model_type, glow_cfgs[name], runs / model_type, data, str(path), device, batch_size,
-               options=options) for name, (model_type, _, _) in GLOWS.items()),
+               seed=seed, options=options) for name, (model_type, _, _) in GLOWS.items() if wanted(model_type, against)),
     ]
     if mrcnf:
         contenders.append(Ours("MRCNF", "mrcnf", default_config("mrcnf", shape, 8), runs / "mrcnf", data, str(path),
                                device, batch_size, options=options))
     try:
-        contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size,
-                                        keep_best_every=keep_best_every, **recipe))
+        if wanted("normflows", against):
+            contenders.append(NormflowsGlow(shape, nf_scales, nf_steps, hidden, data, device, batch_size, seed=seed,
+                                            keep_best_every=keep_best_every, **recipe))
     except ImportError:
         print("note: normflows is not installed (pip install normflows); its Glow is left out", file=sys.stderr)
     if image_size is not None:
         name = f"{name}{image_size}"
     result = {"dataset": name, "budget_s": budget, "test_images": len(test), "batch": batch_size,
-              "keep_best_every": keep_best_every, "models": []}
+              "keep_best_every": keep_best_every, "seed": seed, "models": [],
+              **({"wf_config": wf_config} if wf_config else {})}
     for c in contenders:
         params = c.params()
         curve = []
@@ -117,6 +123,15 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
     plot_curves(result, out / f"time_to_quality_{name}{tag}.png")
     return result
+
+
+#: the baselines of the time-to-quality runs, by the key ``--against`` takes
+BASELINES = ("glow", "glow-residual", "normflows")
+
+
+def wanted(key: str, against: list[str] | None) -> bool:
+    """Whether the baseline ``key`` (one of :data:`BASELINES`) is run: all are when ``against`` is None."""
+    return against is None or key in against
 
 
 def speedup(wf_curve: list[dict], other_curve: list[dict], other: str) -> dict:
@@ -390,6 +405,7 @@ def markdown(res: dict) -> str:
         sample_head = f" s for {t['models'][0]['sample_n']} samples |" if "sample_s" in t["models"][0] else ""
         lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, batch "
                   f"{t.get('batch', 64)}, {t['test_images']} test images{extra})", "",
+                  *([f"Wavelet Flow's config overrides: `{json.dumps(t['wf_config'])}`", ""] if t.get("wf_config") else []),
                   "| model | parameters | test bits/dim at the end | bits/dim along the budget |" + sample_head,
                   "| --- " * (4 + bool(sample_head)) + "|"]
         for m in t["models"]:
@@ -462,6 +478,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64, help="training batch of every model in the time-to-quality runs")
     p.add_argument("--lr", type=float, help="learning rate of every model (default: the library's)")
     p.add_argument("--warmup", type=int, help="warm-up steps of every model (default: the library's)")
+    p.add_argument("--wf-config", help="JSON file of Wavelet Flow config overrides for the time-to-quality runs "
+                                        "(e.g. its levels); the Glows are matched to its parameters")
+    p.add_argument("--against", help=f"comma list of the baselines to run in the time-to-quality runs: "
+                                      f"{', '.join(BASELINES)} (default all; 'none': Wavelet Flow alone)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every model's training in the time-to-quality runs")
     p.add_argument("--skip", default="", help="comma list of sections to skip: quality,levers,throughput,memory,sampling")
     p.add_argument("--memory-cap-gb", type=float, default=12.0)
     p.add_argument("--test-images", type=int, help="held-out images per evaluation (default 2000 full, 200 quick)")
@@ -500,6 +521,16 @@ def main(argv=None) -> int:
            "device": a.device, "mode": "full" if full else "quick", "time_to_quality": [], "throughput": [],
            "memory": [], "sampling": []}
     recipe = {k: v for k, v in (("lr", a.lr), ("warmup", a.warmup)) if v is not None}
+    against = None if a.against is None else [v for v in a.against.split(",") if v and v != "none"]
+    if against is not None and set(against) - set(BASELINES):
+        p.error(f"--against: unknown baseline {sorted(set(against) - set(BASELINES))[0]!r}; "
+                f"choose from {', '.join(BASELINES)} or none")
+    wf_config = None
+    if a.wf_config:
+        try:
+            wf_config = json.loads(Path(a.wf_config).read_text())
+        except (OSError, ValueError) as e:
+            p.error(f"--wf-config: cannot read {a.wf_config}: {e}")
     res["recipe"] = {"lr": TrainOptions.lr, "warmup": TrainOptions.warmup, **recipe}  # what every model trained with
     t0 = time.perf_counter()
     ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
@@ -528,7 +559,8 @@ def main(argv=None) -> int:
         for name in a.datasets.split(","):
             res["time_to_quality"].append(time_to_quality(
                 name, budget if name == "mnist" else cifar_budget, points, a.test_images or (2000 if full else 200),
-                a.device, out, a.wf_parallel, a.batch, recipe=recipe))
+                a.device, out, a.wf_parallel, a.batch, recipe=recipe, wf_config=wf_config, against=against,
+                seed=a.seed))
     if a.ablation:
         first = a.datasets.split(",")[0]
         res["ablation"] = ablation(first, SHARED / DATASETS[first], a.ablation_budget or (600.0 if full else 10.0),

@@ -53,6 +53,31 @@ def test_benchmark_produces_every_figure(tmp_path):
     assert "Ablation: mnist" in (tmp_path / "results.md").read_text()
 
 
+def test_time_to_quality_with_a_wavelet_flow_config_and_chosen_baselines(tmp_path):
+    """``--wf-config`` changes Wavelet Flow's config (the Glow is matched to it) and ``--against`` picks the
+    baselines; both are recorded."""
+    shared_file("mnist.npz")
+    from benchmarks.run import main
+    from waveletflow.models import build_model, waveletflow_config
+
+    overrides = {"levels": [{"n_steps": 4, "width": 32, "n_blocks": 1, "n_scales": 1},
+                            {"n_steps": 4, "width": 32, "cond_width": 8}, {"n_steps": 4, "width": 48, "cond_width": 8}]}
+    cfg = tmp_path / "wf.json"
+    cfg.write_text(json.dumps(overrides))
+    assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "1", "--test-images", "8",
+                 "--skip", "levers,throughput,memory,sampling", "--wf-config", str(cfg), "--against", "glow-residual",
+                 "--seed", "3", "--out", str(tmp_path)]) == 0
+    (ttq,) = json.loads((tmp_path / "results.json").read_text())["time_to_quality"]
+    assert [m["name"] for m in ttq["models"]] == ["Wavelet Flow", "Glow (residual coupling)"]
+    expected = sum(p.numel() for p in build_model("waveletflow", waveletflow_config((1, 28, 28), 8, **overrides)).parameters())
+    assert ttq["models"][0]["params"] == expected and ttq["wf_config"] == overrides and ttq["seed"] == 3
+    assert json.loads((tmp_path / "runs" / "mnist" / "waveletflow" / "run.json").read_text())["seed"] == 3
+    assert 0.7 <= ttq["models"][1]["param_ratio"] <= 1.3
+    assert '"cond_width": 8' in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--quick", "--against", "pixelcnn", "--out", str(tmp_path)])
+
+
 def test_highres_benchmark_sections(tmp_path):
     """The photos' time to quality at a given size, with the best validation kept, and the memory of every
     level of a preset against Glow."""
@@ -104,3 +129,20 @@ def test_mrcnf_benchmark_section(tmp_path):
     assert sum(r["params"] for r in rows if r["model"] == "MRCNF") == mrcnf_params
     md = (tmp_path / "results_mrcnf.md").read_text()
     assert "s for 64 samples" in md and "NFE per training step" in md
+
+
+@pytest.mark.parametrize("name, shape", [("cond-mnist.json", (1, 28, 28)), ("cond-cifar.json", (3, 32, 32))])
+def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning_network(name, shape):
+    from pathlib import Path
+
+    from benchmarks.contenders import count_params, waveletflow_default
+    from waveletflow.models import build_model, waveletflow_config
+
+    overrides = json.loads((Path(__file__).parents[1] / "benchmarks" / "configs" / name).read_text())
+    cfg, preset = waveletflow_config(shape, 8, **overrides), waveletflow_default(shape, 8)
+    assert len(cfg.levels) == len(preset.levels)
+    assert cfg.levels[0].cond_width == 0 and all(lv.cond_width == 32 for lv in cfg.levels[1:])
+    for ours, released in zip(cfg.levels, preset.levels):  # otherwise the preset's levels, unchanged
+        assert (ours.n_steps, ours.width) == (released.n_steps, released.width)
+    extra = count_params(build_model("waveletflow", cfg)) - count_params(build_model("waveletflow", preset))
+    assert 0 < extra < 0.2 * count_params(build_model("waveletflow", preset))

@@ -172,6 +172,10 @@ def test_level_placement_checks():
         waveletflow_config((1, 8, 8), levels=[{}, {}, {"n_scales": 2}, {}])
     with pytest.raises(UserInputError, match="level 1: crop 6 must be .* divisible by 8"):
         waveletflow_config((1, 8, 8), levels=[{}, {"crop": 6}, {}, {}])
+    with pytest.raises(UserInputError, match="level 0 .* cond_width is for detail levels"):
+        waveletflow_config((1, 8, 8), levels=[{"cond_width": 8}, {}, {}, {}])
+    with pytest.raises(UserInputError, match="cond_width must be 0 .* got -1"):
+        waveletflow_config((1, 8, 8), levels=[{}, {"cond_width": -1}, {}, {}])
     with pytest.raises(UserInputError, match="MRCNF uses the unimodular"):
         mrcnf_config((1, 8, 8), convention="average")
     with pytest.raises(UserInputError, match="level 0: steer 1.0 must be less than end_time"):

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from flow_checks import flat_jacobian_logdet, randomize
+from waveletflow.errors import UserInputError
 from waveletflow.flows import FlowStep, MultiScaleGlow, cnf_stack, data_dependent_init, flow_stack
 from waveletflow.layers import (
     CNF,
     ActNorm,
     AffineCoupling,
+    EncodedCondition,
     HaarStep,
     InvConv1x1,
     InvertibleLayer,
@@ -59,6 +61,8 @@ FLOWS = {
     ),
     "squeeze": Case(lambda: Squeeze(2), (2, 4, 2)),
     "split-prior": Case(lambda: SplitPrior(4), (4, 3, 3)),
+    "encoded-condition": Case(lambda: EncodedCondition(flow_stack(3, 2, cond_channels=5, width=8), 1, 4, 2),
+                              (3, 3, 3), 1),
     "logit": Case(lambda: LogitTransform(2, 0.05), (2, 3, 2), unit=True),
     "haar-orthonormal": Case(lambda: HaarStep(2, "orthonormal"), (2, 4, 2)),
     "haar-average": Case(lambda: HaarStep(2, "average"), (2, 4, 2)),
@@ -279,3 +283,24 @@ def test_published_glow_coupling_network():
     assert abs(float(h.mean())) < 1e-5 and abs(float(h.std(unbiased=False)) - 1) < 1e-3
     with pytest.raises(ValueError, match="coupling network"):
         AffineCoupling(4, net="resnet")
+
+
+def test_encoded_condition_reaches_further_than_the_couplings_alone():
+    """With the conditioning network, the output at a pixel depends on the conditioning image 3 pixels away
+    (the encoder's dilated context); without it, a one-step flow's coupling reaches 2 pixels (two 3×3 convs)."""
+    torch.manual_seed(0)
+    plain = flow_stack(3, 1, cond_channels=1, width=8)
+    encoded = EncodedCondition(flow_stack(3, 1, cond_channels=5, width=8), 1, 4, 2)
+    for flow in (plain, encoded):
+        randomize(flow)
+    x = torch.randn(1, 3, 9, 9)
+    cond = torch.randn(1, 1, 9, 9, requires_grad=True)
+
+    def reach(flow):
+        cond.grad = None
+        flow(x, cond)[0][0, :, 4, 4].sum().backward()
+        return cond.grad[0, 0, 4, 4 + 3].abs().item()
+
+    assert reach(plain) == 0.0 and reach(encoded) > 0.0
+    with pytest.raises(UserInputError, match="expected 1 \\+ 4"):
+        EncodedCondition(flow_stack(3, 1, cond_channels=1, width=8), 1, 4, 2)

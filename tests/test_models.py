@@ -40,6 +40,8 @@ MODELS = {
     "waveletflow-orthonormal": lambda: tiny_wf(convention="orthonormal"),
     "waveletflow-unimodular": lambda: tiny_wf(convention="unimodular"),
     "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:3]),
+    "waveletflow-conditioning-network": lambda: tiny_wf(
+        levels=[TINY_WF["levels"][0], *({**lv, "cond_width": 4, "cond_depth": 2} for lv in TINY_WF["levels"][1:])]),
     "glow": lambda: tiny_glow(),
     "glow-rgb": lambda: tiny_glow((3, 8, 8)),
     "mrcnf": lambda: tiny_mrcnf(),

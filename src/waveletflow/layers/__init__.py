@@ -5,6 +5,7 @@
 from waveletflow.layers.actnorm import ActNorm
 from waveletflow.layers.base import FlowOutput, InvertibleLayer, Sequential, Shape
 from waveletflow.layers.cnf import CNF, LogitTransform
+from waveletflow.layers.conditioning import EncodedCondition
 from waveletflow.layers.conv1x1 import InvConv1x1
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS, AffineCoupling, CouplingNet, GlowCouplingNet, ZeroConv2d
 from waveletflow.layers.haar import HaarStep
@@ -23,6 +24,7 @@ __all__ = [
     "ActNorm",
     "AffineCoupling",
     "CouplingNet",
+    "EncodedCondition",
     "FlowOutput",
     "HaarStep",
     "InvConv1x1",

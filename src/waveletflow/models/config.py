@@ -87,7 +87,10 @@ class GlowLevelConfig(Config):
     of ``width`` channels. The base (level 0) may be multi-scale (``n_scales``; ``squeeze`` None: where its
     size allows); a detail level may train on ``crop``×``crop`` crops of the images (Yu et al. 2020), and with
     ``checkpoint`` recompute its steps in the backward pass instead of keeping their activations (less memory
-    for whole-image levels, about a third more compute)."""
+    for whole-image levels, about a third more compute). ``cond_width`` > 0 gives a detail level a conditioning
+    network: its couplings see ``cond_width`` features of the low-pass image, computed once per pass by
+    ``cond_depth`` dilated 3×3 convolutions, beside the image itself (:class:`~waveletflow.layers.EncodedCondition`;
+    0: the low-pass image alone, as released)."""
 
     n_steps: int = 8
     width: int = 64
@@ -97,11 +100,15 @@ class GlowLevelConfig(Config):
     squeeze: bool | None = None
     crop: int | None = None
     checkpoint: bool = False
+    cond_width: int = 0
+    cond_depth: int = 3
 
     def __post_init__(self) -> None:
         check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
                        crop=self.crop)
         check_choice("coupling", self.coupling, COUPLINGS)
+        check_positive(cond_depth=self.cond_depth)
+        require(self.cond_width >= 0, f"cond_width must be 0 (none) or positive, got {self.cond_width}")
 
 
 class _Pyramid:
@@ -151,6 +158,8 @@ class WaveletFlowConfig(_Pyramid, Config):
         self._fill_levels(GlowLevelConfig)
         require(self.levels[0].crop is None, "level 0 (the base) cannot be cropped; crop is for detail levels")
         require(not self.levels[0].checkpoint, "level 0 (the base) has no checkpoint option; it is for detail levels")
+        require(self.levels[0].cond_width == 0,
+                "level 0 (the base) has no low-pass image to condition on; cond_width is for detail levels")
         h, w = self.image_shape[1:]
         for lv, lc in enumerate(self.levels[1:], start=1):
             require(lc.n_scales == 1 and lc.squeeze is None,

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from waveletflow.flows import MultiScaleGlow, flow_stack
-from waveletflow.models.config import WaveletFlowConfig
+from waveletflow.layers import EncodedCondition, InvertibleLayer
+from waveletflow.models.config import GlowLevelConfig, WaveletFlowConfig
 from waveletflow.models.wavelet import WaveletModel
+
+
+def detail_flow(channels: int, lc: GlowLevelConfig, lu: bool = True) -> InvertibleLayer:
+    """The conditional Glow of one detail level of an image with ``channels`` channels."""
+    cond = channels + lc.cond_width
+    flow = flow_stack(3 * channels, lc.n_steps, cond, lc.width, lc.n_blocks, lc.coupling, lu,
+                      checkpoint=lc.checkpoint)
+    return EncodedCondition(flow, channels, lc.cond_width, lc.cond_depth) if lc.cond_width else flow
 
 
 def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
@@ -22,7 +31,6 @@ def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
     squeeze = base.squeeze if base.squeeze is not None else (min(bh, bw) > 1 and bh % 2 == 0 and bw % 2 == 0)
     base_flow = MultiScaleGlow((c, bh, bw), n_scales=base.n_scales, n_steps=base.n_steps, width=base.width,
                                n_blocks=base.n_blocks, coupling=base.coupling, lu=config.lu, squeeze=squeeze)
-    details = [flow_stack(3 * c, lc.n_steps, c, lc.width, lc.n_blocks, lc.coupling, config.lu,
-                          checkpoint=lc.checkpoint) for lc in config.levels[1:]]
+    details = [detail_flow(c, lc, config.lu) for lc in config.levels[1:]]
     return WaveletModel(base_flow, details, config.convention, image_shape=config.image_shape, n_bits=config.n_bits,
                         crops=[lc.crop for lc in config.levels], model_type="waveletflow", config=config)
