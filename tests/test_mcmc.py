@@ -87,6 +87,29 @@ def test_nuts_same_seed_same_chains_and_checks_its_options():
             MCMCOptions(**bad)
 
 
+def test_nuts_evaluating_only_the_moving_chains_gives_the_same_chains_for_fewer_evaluations():
+    """A row potential (chains of different scales, so trajectories of different lengths) gives exactly the chains
+    of the same potential evaluated for every chain at every step, with fewer chains' potentials evaluated."""
+    gen = torch.Generator().manual_seed(0)
+    n, dim = 32, 3
+    mu = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    scale = torch.logspace(-1.5, 0.5, n, dtype=torch.float64)[:, None]  # the narrow chains take long trajectories
+    z0 = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+
+    def by_rows(z, rows):
+        d = (z - mu[rows]) / scale[rows]
+        return 0.5 * (d * d).sum(1) + 0.1 * (d**4).sum(1)
+
+    opts = MCMCOptions(steps=6, warmup=4)
+    a, sa = nuts(lambda z: by_rows(z, torch.arange(n)), z0, opts, generator=torch.Generator().manual_seed(5))
+    b, sb = nuts(by_rows, z0, opts, generator=torch.Generator().manual_seed(5), rows=True)
+    assert torch.equal(a, b)
+    assert (sa.accept_rate, sa.tree_depth, sa.leapfrog_steps, sa.gradient_evals) == (
+        sb.accept_rate, sb.tree_depth, sb.leapfrog_steps, sb.gradient_evals)
+    assert sa.row_evals == sa.gradient_evals * n  # every pass took every chain
+    assert sb.row_evals < 0.7 * sa.row_evals  # only the moving chains
+
+
 class AffineModel(FlowModel):
     """``x = A z + b`` on (1, 2, 2) images: ``p(x) = N(b, A Aᵀ)``, whose tempered ``p^γ`` is ``N(b, A Aᵀ / γ)``."""
 
@@ -257,3 +280,18 @@ def test_cli_sample_and_super_resolve_with_mcmc(trained_run, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert code == 0 and res["output"] == [8, 8] and [r["level"] for r in res["mcmc"]] == [3]
     assert math.isfinite(res["seconds"])
+
+
+def test_mcmc_benchmark_runs_both_ways_of_evaluating_the_chains(trained_run, tmp_path):
+    """``benchmarks.mcmc`` measures every level twice: only the moving chains evaluated, and every chain."""
+    from benchmarks.mcmc import main as bench
+
+    out = tmp_path / "mcmc.json"
+    bench([str(trained_run), "--n", "6", "--pyro-n", "0", "--steps", "2", "--warmup", "1", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["steps"] == 2 and res["warmup"] == 1 and "--pyro-n 0" in res["command"]
+    assert [r["level"] for r in res["levels"]] == list(range(len(TINY_WF["levels"])))
+    for r in res["levels"]:
+        assert r["all_chains_chain_evals"] == r["all_chains_passes"] * 6  # every pass took every chain
+        assert 0 < r["ours_chain_evals"] <= r["ours_passes"] * 6
+        assert r["pyro_s_per_image"] is None and r["moving_chains_speedup"] > 0

@@ -4,6 +4,8 @@ Every chain has its own momentum, its own trajectory, its own tree depth and its
 and its gradient are evaluated for all chains at once, so a batch of N images costs one batched pass of the flow
 per leapfrog step instead of N single-image passes. Chains that have finished their trajectory keep their state
 while the others go on (their rows are masked), so an iteration costs as many passes as its longest trajectory.
+A potential that can be evaluated for some of the chains (``rows=True``: it takes the chains' indices) is
+evaluated only for the chains still moving, so a few long trajectories no longer cost a pass over every chain.
 
 The chains of a batch share one step size, adapted during the warm-up by dual averaging of their mean acceptance
 statistic. Adapted per chain, 10 warm-up iterations are too few: a chain's own acceptance is noisy, a few
@@ -29,6 +31,9 @@ from waveletflow.errors import UserInputError
 
 #: ``U(z) -> (N,)``: the potential (minus the log target density, up to a constant) of each chain's state
 Potential = Callable[[Tensor], Tensor]
+
+#: ``U(z, rows) -> (M,)``: the same for M of the chains, ``rows`` (M,) their indices (z's rows are those chains')
+RowPotential = Callable[[Tensor, Tensor], Tensor]
 
 #: an energy error above this many nats marks a divergent trajectory (Stan's threshold)
 MAX_ENERGY_ERROR = 1000.0
@@ -62,7 +67,8 @@ class MCMCOptions:
 class ChainStats:
     """What a run of the sampler did, averaged over its chains: the mean acceptance statistic of the sampling
     iterations, the adapted step size, the mean tree depth and leapfrog steps per iteration, the divergent
-    transitions, and the gradient evaluations (batched passes over all chains)."""
+    transitions, the gradient evaluations (batched passes) and the chains' potentials evaluated in them
+    (``row_evals``: ``gradient_evals`` × chains when every pass takes every chain)."""
 
     accept_rate: float
     step_size: float
@@ -71,6 +77,7 @@ class ChainStats:
     divergences: int
     gradient_evals: int
     chains: int
+    row_evals: int = 0
 
     @staticmethod
     def combine(parts: list[ChainStats]) -> ChainStats:
@@ -81,12 +88,14 @@ class ChainStats:
             return sum(getattr(p, field) * p.chains for p in parts) / n
 
         return ChainStats(mean("accept_rate"), mean("step_size"), mean("tree_depth"), mean("leapfrog_steps"),
-                          sum(p.divergences for p in parts), sum(p.gradient_evals for p in parts), n)
+                          sum(p.divergences for p in parts), sum(p.gradient_evals for p in parts), n,
+                          sum(p.row_evals for p in parts))
 
     def to_dict(self) -> dict:
         return {"accept_rate": round(self.accept_rate, 4), "step_size": self.step_size,
                 "tree_depth": round(self.tree_depth, 3), "leapfrog_steps": round(self.leapfrog_steps, 2),
-                "divergences": self.divergences, "gradient_evals": self.gradient_evals, "chains": self.chains}
+                "divergences": self.divergences, "gradient_evals": self.gradient_evals, "chains": self.chains,
+                "row_evals": self.row_evals}
 
 
 def potential_and_grad(potential: Potential, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -105,20 +114,37 @@ def potential_and_grad(potential: Potential, z: Tensor) -> tuple[Tensor, Tensor]
 
 
 class _Counter:
-    def __init__(self, potential: Potential):
-        self.potential, self.calls = potential, 0
+    """The potential and its gradient, counting batched passes (``calls``) and chains evaluated (``rows``)."""
 
-    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def __init__(self, potential: Potential | RowPotential, rows: bool):
+        self.potential, self.by_rows, self.calls, self.rows = potential, rows, 0, 0
+
+    def __call__(self, z: Tensor, live: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``U`` and its gradient for every chain; with ``live`` (N,) and a row potential only the live chains
+        are evaluated (the others get U = 0 and a zero gradient, which the caller discards)."""
         self.calls += 1
-        return potential_and_grad(self.potential, z)
+        n = z.shape[0]
+        if not self.by_rows:
+            self.rows += n
+            return potential_and_grad(self.potential, z)
+        idx = torch.arange(n, device=z.device) if live is None else live.nonzero().squeeze(1)
+        self.rows += len(idx)
+        if len(idx) == n:
+            return potential_and_grad(lambda v: self.potential(v, idx), z)
+        u_part, g_part = potential_and_grad(lambda v: self.potential(v, idx), z[idx])
+        u = torch.zeros(n, dtype=u_part.dtype, device=z.device).index_copy(0, idx, u_part)
+        g = torch.zeros_like(z).index_copy(0, idx, g_part)
+        return u, g
 
 
-def _leapfrog(grad_fn: _Counter, z: Tensor, p: Tensor, g: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One leapfrog step per chain with signed step sizes ``eps`` (N,)."""
+def _leapfrog(grad_fn: _Counter, z: Tensor, p: Tensor, g: Tensor, eps: Tensor,
+              live: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One leapfrog step per chain with signed step sizes ``eps`` (N,); with ``live`` (N,) only those chains'
+    results are used (the others' new state is garbage, for the caller to discard)."""
     e = eps[:, None]
     p = p - 0.5 * e * g
     z = z + e * p
-    u, g = grad_fn(z)
+    u, g = grad_fn(z, live)
     p = p - 0.5 * e * g
     return z, p, u, g
 
@@ -229,7 +255,7 @@ def _nuts_iteration(grad_fn: _Counter, z: Tensor, u: Tensor, g: Tensor, eps: Ten
             if not sub_ok.any():
                 break
             live = sub_ok
-            z1, p1, u1, g1 = _leapfrog(grad_fn, zc, pc, gc, sign * eps)
+            z1, p1, u1, g1 = _leapfrog(grad_fn, zc, pc, gc, sign * eps, live)
             # chains that have stopped keep their end (a diverging one must not run off to inf)
             zc, pc = torch.where(live[:, None], z1, zc), torch.where(live[:, None], p1, pc)
             uc, gc = torch.where(live, u1, uc), torch.where(live[:, None], g1, gc)
@@ -282,15 +308,17 @@ def _nuts_iteration(grad_fn: _Counter, z: Tensor, u: Tensor, g: Tensor, eps: Ten
     return z_new, u_new, g_new, accept, depth, steps, diverged
 
 
-def nuts(potential: Potential, z0: Tensor, options: MCMCOptions = MCMCOptions(),
+def nuts(potential: Potential | RowPotential, z0: Tensor, options: MCMCOptions = MCMCOptions(),
          generator: torch.Generator | None = None,
-         progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, ChainStats]:
+         progress: Callable[[int, int], None] | None = None, rows: bool = False) -> tuple[Tensor, ChainStats]:
     """Run one NUTS chain per row of ``z0`` (N, D) on ``exp(−potential)``; returns the chains' last states and
     their statistics. Random numbers come from ``generator`` (the same seed gives the same samples);
-    ``progress(i, total)`` is called after every iteration."""
+    ``progress(i, total)`` is called after every iteration. With ``rows`` the potential is a
+    :data:`RowPotential` and each leapfrog step evaluates only the chains whose trajectories are still growing
+    (the same chains as without it, at a cost that follows the chains' total steps)."""
     if z0.dim() != 2:
         raise UserInputError(f"NUTS takes states of shape (chains, dimensions), got {tuple(z0.shape)}")
-    grad_fn = _Counter(potential)
+    grad_fn = _Counter(potential, rows)
     z = z0.detach().clone()
     u, g = grad_fn(z)
     if not torch.isfinite(u).all():
@@ -319,5 +347,5 @@ def nuts(potential: Potential, z0: Tensor, options: MCMCOptions = MCMCOptions(),
             progress(i + 1, total)
     stats = ChainStats(float(torch.stack(accepts).mean()), float(eps.double().mean()),
                        float(torch.stack(depths).mean()), float(torch.stack(leapfrogs).mean()), divergences,
-                       grad_fn.calls, n)
+                       grad_fn.calls, n, grad_fn.rows)
     return z.detach(), stats

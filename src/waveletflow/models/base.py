@@ -293,11 +293,12 @@ class FlowModel(nn.Module):
                     t0 = time.perf_counter()
                     z0 = temps[level] * torch.randn(m, self.level_dims[level], generator=generator, dtype=p.dtype)
 
-                    def potential(z: Tensor, level: int = level, x: Tensor | None = x, t: float = temps[level]) -> Tensor:
-                        return self.annealed_potential(level, z, x, t)
+                    def potential(z: Tensor, rows: Tensor, level: int = level, x: Tensor | None = x,
+                                  t: float = temps[level]) -> Tensor:  # chains are images: rows of the low-pass
+                        return self.annealed_potential(level, z, None if x is None else x[rows], t)
 
                     tick = None if progress is None else (lambda k, total, lv=level: progress(lv, k, total))
-                    z, stats = nuts(potential, z0.to(p.device), mcmc, generator, tick)
+                    z, stats = nuts(potential, z0.to(p.device), mcmc, generator, tick, rows=True)
                     parts[level].append(stats)
                     with torch.no_grad():
                         x = self._invert_level(level, z, x)[0]
