@@ -75,9 +75,8 @@ def measure(run: str, n: int, pyro_n: int, temperature: float, seed: int = 0,
             t0 = time.perf_counter()
             steps = []
             for i in range(pyro_n):
-                def one(z, i=i, x=x, level=level):
-                    ctx = None if x is None else x[i : i + 1]
-                    return model.annealed_potential(level, z, ctx, temperature)
+                def one(z, i=i, f=potential):  # chain i alone: image i's low-pass
+                    return f(z, torch.tensor([i]))
 
                 _, step = _pyro_chain(one, z0[i].clone(), opts, seed + i)
                 steps.append(step)
