@@ -8,7 +8,9 @@ per scale) and trained with the same optimiser, batch size, warm-up and clipping
 
 from __future__ import annotations
 
+import copy
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +46,13 @@ class Ours:
 
     def params(self) -> int:
         return count_params(build_model(self.model_type, self.config))
+
+    def fresh(self, run_dir: Path) -> Ours:
+        """The same contender, untrained, in a new run folder ``run_dir`` (replaced if it exists)."""
+        shutil.rmtree(run_dir, ignore_errors=True)
+        other = copy.copy(self)
+        other.run_dir, other.trained_s = run_dir, 0.0
+        return other
 
     def train_for(self, seconds: float) -> None:
         opts = TrainOptions(**{"time_budget": seconds, "batch_size": self.batch_size, "device": self.device,

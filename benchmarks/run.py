@@ -61,7 +61,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                     wf_parallel: int, batch_size: int, image_size: int | None = None,
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
                     sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
-                    against: list[str] | None = None, seed: int = 0) -> dict:
+                    against: list[str] | None = None, seed: int = 0, protocol: str = "chunks") -> dict:
     """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
@@ -69,7 +69,13 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     with its default configuration (not matched in parameters: its preset is the CPU one); runs go to
     ``OUT/runs/NAME{tag}``. ``recipe`` (``lr``, ``warmup``) replaces the library's defaults for every model;
     ``wf_config`` overrides Wavelet Flow's config (the Glows are matched to its parameters); ``against`` names the
-    baselines to run (keys of :data:`BASELINES`; default all); ``seed`` seeds every model's training."""
+    baselines to run (keys of :data:`BASELINES`; default all); ``seed`` seeds every model's training.
+
+    ``protocol`` ``chunks`` trains each model in ``points`` resumed chunks of ``budget / points`` (each ending with
+    its own decay) and tests after each; ``runs`` trains each baseline once, a fresh run of the whole budget as a
+    user runs ``train --time-budget``, and Wavelet Flow in fresh runs of ``budget / 2**k`` for k = points-1 … 0
+    (:func:`sweep_budgets`), each with its own single decay, so that the time Wavelet Flow needs to reach a
+    baseline's final bits/dim is read off complete runs."""
     recipe = dict(recipe or {})
     options = {**recipe, **({} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every})}
     path = SHARED / DATASETS[name]
@@ -105,14 +111,22 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     result = {"dataset": name, "budget_s": budget, "test_images": len(test), "batch": batch_size,
               "keep_best_every": keep_best_every, "seed": seed, "models": [],
               **({"wf_config": wf_config} if wf_config else {})}
+    result["protocol"] = protocol
     for c in contenders:
         params = c.params()
         curve = []
-        for i in range(points):
-            c.train_for(budget / points)
-            bpd = c.test_bpd(test, best=True) if isinstance(c, NormflowsGlow) else c.test_bpd(test)
-            curve.append({"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)})
-            print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
+        if protocol == "chunks":
+            for i in range(points):
+                c.train_for(budget / points)
+                curve.append(_tested(c, test, name))
+        elif c is contenders[0]:  # Wavelet Flow: fresh runs of growing budgets, the whole budget last
+            for b in sweep_budgets(budget, points):
+                run = c if b == budget else c.fresh(c.run_dir.with_name(f"{c.run_dir.name}-{b:g}s"))
+                run.train_for(b)
+                curve.append({"budget_s": round(b, 1), **_tested(run, test, name)})
+        else:
+            c.train_for(budget)
+            curve.append({"budget_s": round(budget, 1), **_tested(c, test, name)})
         sample_s = c.sample_seconds(sample_n, 3)
         print(f"[{name}] {c.name}: {sample_n} samples in {sample_s:.3f} s", flush=True)
         result["models"].append({"name": c.name, "params": params, "param_ratio": round(params / target, 3),
@@ -123,6 +137,18 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
     plot_curves(result, out / f"time_to_quality_{name}{tag}.png")
     return result
+
+
+def sweep_budgets(budget: float, points: int) -> list[float]:
+    """The budgets of Wavelet Flow's fresh runs in the ``runs`` protocol: ``budget / 2**k``, k = points-1 … 0."""
+    return [budget / 2 ** k for k in range(points - 1, -1, -1)]
+
+
+def _tested(c, test, name: str) -> dict:
+    """Test bits/dim of contender ``c`` as trained so far, with its training seconds."""
+    bpd = c.test_bpd(test, best=True) if isinstance(c, NormflowsGlow) else c.test_bpd(test)
+    print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
+    return {"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)}
 
 
 #: the baselines of the time-to-quality runs, by the key ``--against`` takes
@@ -157,8 +183,10 @@ def plot_curves(result: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for m in result["models"]:
-        ax.plot([p["train_s"] / 60 for p in m["curve"]], [p["test_bpd"] for p in m["curve"]], "o-", ms=3,
-                label=f"{m['name']} ({m['params'] / 1e6:.2f} M)")
+        line = ax.plot([p["train_s"] / 60 for p in m["curve"]], [p["test_bpd"] for p in m["curve"]], "o-", ms=3,
+                       label=f"{m['name']} ({m['params'] / 1e6:.2f} M)")[0]
+        if len(m["curve"]) == 1:  # one run of the whole budget: its figure as a level to reach
+            ax.axhline(m["curve"][0]["test_bpd"], color=line.get_color(), ls="--", lw=0.8)
     ax.set_xlabel("training time (min)")
     ax.set_ylabel("test bits/dim")
     ax.set_title(f"{result['dataset']}: {result['test_images']} test images")
@@ -391,6 +419,11 @@ def sampling_latency(cases: list[tuple[int, int]], repeats: int, device: str) ->
 
 
 # ----- report --------------------------------------------------------------------------------------
+_RUNS_NOTE = ("Every figure is a fresh run trained with its budget as `waveletflow train --time-budget` trains it "
+              "(one final decay); Wavelet Flow also in runs of half, a quarter, ... of the budget, whose wall-clock "
+              "gives the time it needs to reach each baseline's figure.")
+
+
 def markdown(res: dict) -> str:
     """The results as Markdown: only the sections that were run."""
     lines = [f"Machine: {res['machine']}  ", f"Command: `{res['command']}`  "]
@@ -406,16 +439,23 @@ def markdown(res: dict) -> str:
         lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, batch "
                   f"{t.get('batch', 64)}, {t['test_images']} test images{extra})", "",
                   *([f"Wavelet Flow's config overrides: `{json.dumps(t['wf_config'])}`", ""] if t.get("wf_config") else []),
-                  "| model | parameters | test bits/dim at the end | bits/dim along the budget |" + sample_head,
+                  *([_RUNS_NOTE, ""] if t.get("protocol") == "runs" else []),
+                  "| model | parameters | test bits/dim at the end | "
+                  + ("bits/dim of fresh runs by budget |" if t.get("protocol") == "runs" else "bits/dim along the budget |")
+                  + sample_head,
                   "| --- " * (4 + bool(sample_head)) + "|"]
         for m in t["models"]:
-            along = ", ".join(f"{p['test_bpd']:.3f}" for p in m["curve"])
+            along = ", ".join(f"{p['budget_s']:g} s: {p['test_bpd']:.3f}" if "budget_s" in p else f"{p['test_bpd']:.3f}"
+                              for p in m["curve"])
             sample = f" {m['sample_s']:.3f} |" if sample_head else ""
             lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f} M ({m['param_ratio']:.2f}×) | {m['curve'][-1]['test_bpd']:.3f} | {along} |{sample}")
         lines.append("")
         for s in t.get("speedups", []):
             if s["speedup"] is None:
                 lines.append(f"- against {s['against']}: {s['note']}.")
+            elif s["speedup"] < 1:
+                lines.append(f"- against {s['against']}: Wavelet Flow reaches {s['goal_bpd']:.3f} bits/dim after "
+                             f"{s['wavelet_flow_s']:.0f} s, later than the baseline: {s['speedup']:.2f}×.")
             else:
                 lines.append(f"- against {s['against']}: Wavelet Flow reaches {s['goal_bpd']:.3f} bits/dim after "
                              f"{s['wavelet_flow_s']:.0f} s: **{s['speedup']:.2f}×** sooner.")
@@ -478,8 +518,14 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64, help="training batch of every model in the time-to-quality runs")
     p.add_argument("--lr", type=float, help="learning rate of every model (default: the library's)")
     p.add_argument("--warmup", type=int, help="warm-up steps of every model (default: the library's)")
-    p.add_argument("--wf-config", help="JSON file of Wavelet Flow config overrides for the time-to-quality runs "
-                                        "(e.g. its levels); the Glows are matched to its parameters")
+    p.add_argument("--wf-config", action="append", default=[], metavar="[DATASET=]FILE",
+                   help="JSON file of Wavelet Flow config overrides for the time-to-quality runs (e.g. its levels), "
+                        "for every dataset or, as DATASET=FILE, for one (repeatable); the Glows are matched to its "
+                        "parameters")
+    p.add_argument("--protocol", choices=("runs", "chunks"),
+                   help="time to quality: fresh runs of the whole budget (Wavelet Flow also of halved budgets; the "
+                        "default for --datasets) or resumed chunks along one budget (the default for --highres and "
+                        "--mrcnf)")
     p.add_argument("--against", help=f"comma list of the baselines to run in the time-to-quality runs: "
                                       f"{', '.join(BASELINES)} (default all; 'none': Wavelet Flow alone)")
     p.add_argument("--seed", type=int, default=0, help="seed of every model's training in the time-to-quality runs")
@@ -525,12 +571,15 @@ def main(argv=None) -> int:
     if against is not None and set(against) - set(BASELINES):
         p.error(f"--against: unknown baseline {sorted(set(against) - set(BASELINES))[0]!r}; "
                 f"choose from {', '.join(BASELINES)} or none")
-    wf_config = None
-    if a.wf_config:
+    wf_configs: dict[str | None, dict] = {}  # None: every dataset
+    for spec in a.wf_config:
+        key, _, file = spec.rpartition("=")
+        if key and key not in DATASETS:
+            p.error(f"--wf-config: unknown dataset {key!r}; choose from {', '.join(DATASETS)}")
         try:
-            wf_config = json.loads(Path(a.wf_config).read_text())
+            wf_configs[key or None] = json.loads(Path(file).read_text())
         except (OSError, ValueError) as e:
-            p.error(f"--wf-config: cannot read {a.wf_config}: {e}")
+            p.error(f"--wf-config: cannot read {file}: {e}")
     res["recipe"] = {"lr": TrainOptions.lr, "warmup": TrainOptions.warmup, **recipe}  # what every model trained with
     t0 = time.perf_counter()
     ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
@@ -542,7 +591,7 @@ def main(argv=None) -> int:
             for size, hb, bs in zip(sizes, budgets, batches):
                 res["time_to_quality"].append(time_to_quality(
                     "photos", hb, points, a.test_images or 10**9, a.device, out, a.wf_parallel, bs, image_size=size,
-                    keep_best_every=a.keep_best_every, recipe=recipe))
+                    keep_best_every=a.keep_best_every, recipe=recipe, protocol=a.protocol or "chunks"))
         if "memory" not in skip:
             res["highres_memory"] = highres_memory(1024 if full else 64, 4, [256, 512, 1024] if full else [32, 64],
                                                    a.device, a.memory_cap_gb)
@@ -550,7 +599,8 @@ def main(argv=None) -> int:
     if a.mrcnf:
         if "quality" not in skip:
             ttq = time_to_quality("mnist", budget, points, a.test_images or (2000 if full else 200), a.device, out,
-                                  a.wf_parallel, 64, mrcnf=True, tag="-mrcnf", recipe=recipe)
+                                  a.wf_parallel, 64, mrcnf=True, tag="-mrcnf", recipe=recipe,
+                                  protocol=a.protocol or "chunks")
             res["time_to_quality"].append(ttq)
             if "skipped" not in ttq:
                 res["trained_levels"] = trained_level_rates(out, ttq, "mnist", 64, 3 if full else 1, a.device)
@@ -559,8 +609,8 @@ def main(argv=None) -> int:
         for name in a.datasets.split(","):
             res["time_to_quality"].append(time_to_quality(
                 name, budget if name == "mnist" else cifar_budget, points, a.test_images or (2000 if full else 200),
-                a.device, out, a.wf_parallel, a.batch, recipe=recipe, wf_config=wf_config, against=against,
-                seed=a.seed))
+                a.device, out, a.wf_parallel, a.batch, recipe=recipe, wf_config=wf_configs.get(name, wf_configs.get(None)),
+                against=against, seed=a.seed, protocol=a.protocol or "runs"))
     if a.ablation:
         first = a.datasets.split(",")[0]
         res["ablation"] = ablation(first, SHARED / DATASETS[first], a.ablation_budget or (600.0 if full else 10.0),

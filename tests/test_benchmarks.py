@@ -53,9 +53,17 @@ def test_benchmark_produces_every_figure(tmp_path):
     assert "Ablation: mnist" in (tmp_path / "results.md").read_text()
 
 
+def test_sweep_budgets_halve_down_to_the_whole_budget():
+    from benchmarks.run import sweep_budgets
+
+    assert sweep_budgets(600.0, 4) == [75.0, 150.0, 300.0, 600.0]
+    assert sweep_budgets(10.0, 1) == [10.0]
+
+
 def test_time_to_quality_with_a_wavelet_flow_config_and_chosen_baselines(tmp_path):
-    """``--wf-config`` changes Wavelet Flow's config (the Glow is matched to it) and ``--against`` picks the
-    baselines; both are recorded."""
+    """``--wf-config DATASET=FILE`` changes Wavelet Flow's config on that dataset (the Glow is matched to it) and
+    ``--against`` picks the baselines; both are recorded. In the ``runs`` protocol (the default) the baseline
+    trains once for the whole budget and Wavelet Flow in fresh runs of half the budget and the whole."""
     shared_file("mnist.npz")
     from benchmarks.run import main
     from waveletflow.models import build_model, waveletflow_config
@@ -64,11 +72,20 @@ def test_time_to_quality_with_a_wavelet_flow_config_and_chosen_baselines(tmp_pat
                             {"n_steps": 4, "width": 32, "cond_width": 8}, {"n_steps": 4, "width": 48, "cond_width": 8}]}
     cfg = tmp_path / "wf.json"
     cfg.write_text(json.dumps(overrides))
-    assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "1", "--test-images", "8",
-                 "--skip", "levers,throughput,memory,sampling", "--wf-config", str(cfg), "--against", "glow-residual",
-                 "--seed", "3", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "2", "--test-images", "8",
+                 "--skip", "levers,throughput,memory,sampling", "--wf-config", f"mnist={cfg}", "--against",
+                 "glow-residual", "--seed", "3", "--out", str(tmp_path)]) == 0
     (ttq,) = json.loads((tmp_path / "results.json").read_text())["time_to_quality"]
     assert [m["name"] for m in ttq["models"]] == ["Wavelet Flow", "Glow (residual coupling)"]
+    wf, glow = ttq["models"]
+    assert ttq["protocol"] == "runs" and [p["budget_s"] for p in wf["curve"]] == [1.0, 2.0]
+    assert [p["budget_s"] for p in glow["curve"]] == [2.0]
+    assert all(p["train_s"] >= p["budget_s"] and p["test_bpd"] > 0 for m in ttq["models"] for p in m["curve"])
+    runs = tmp_path / "runs" / "mnist"
+    for name in ("waveletflow-1s", "waveletflow"):  # each budget its own fresh run, the whole budget's kept as the model
+        assert json.loads((runs / name / "run.json").read_text())["seed"] == 3
+    (s,) = ttq["speedups"]
+    assert s["against"] == "Glow (residual coupling)" and s["goal_bpd"] == glow["curve"][0]["test_bpd"]
     expected = sum(p.numel() for p in build_model("waveletflow", waveletflow_config((1, 28, 28), 8, **overrides)).parameters())
     assert ttq["models"][0]["params"] == expected and ttq["wf_config"] == overrides and ttq["seed"] == 3
     assert json.loads((tmp_path / "runs" / "mnist" / "waveletflow" / "run.json").read_text())["seed"] == 3
@@ -76,6 +93,8 @@ def test_time_to_quality_with_a_wavelet_flow_config_and_chosen_baselines(tmp_pat
     assert '"cond_width": 8' in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit):
         main(["--quick", "--against", "pixelcnn", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--quick", "--wf-config", f"svhn={cfg}", "--out", str(tmp_path)])
 
 
 def test_highres_benchmark_sections(tmp_path):
@@ -113,6 +132,7 @@ def test_mrcnf_benchmark_section(tmp_path):
     assert not (tmp_path / "results.json").exists()  # the main results are left alone
     res = json.loads((tmp_path / "results_mrcnf.json").read_text())
     (ttq,) = res["time_to_quality"]
+    assert ttq["protocol"] == "chunks"  # the MRCNF section keeps its resumed chunks
     names = [m["name"] for m in ttq["models"]]
     assert names[:3] == ["Wavelet Flow", "Glow", "Glow (residual coupling)"] and "MRCNF" in names
     assert all(m["curve"][0]["test_bpd"] > 0 and m["sample_s"] > 0 and m["sample_n"] == 64 for m in ttq["models"])
