@@ -62,7 +62,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
                     sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
                     against: list[str] | None = None, seed: int = 0, protocol: str = "chunks") -> dict:
-    """Every contender trained for ``budget`` seconds in ``points`` chunks on dataset ``name`` (:data:`DATASETS`,
+    """Every contender trained for ``budget`` seconds (see ``protocol``) on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
     and is tested with its best validation's weights (early stopping, for small datasets). ``mrcnf`` adds MRCNF
@@ -109,14 +109,13 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     if image_size is not None:
         name = f"{name}{image_size}"
     result = {"dataset": name, "budget_s": budget, "test_images": len(test), "batch": batch_size,
-              "keep_best_every": keep_best_every, "seed": seed, "models": [],
+              "keep_best_every": keep_best_every, "seed": seed, "protocol": protocol, "models": [],
               **({"wf_config": wf_config} if wf_config else {})}
-    result["protocol"] = protocol
     for c in contenders:
         params = c.params()
         curve = []
         if protocol == "chunks":
-            for i in range(points):
+            for _ in range(points):
                 c.train_for(budget / points)
                 curve.append(_tested(c, test, name))
         elif c is contenders[0]:  # Wavelet Flow: fresh runs of growing budgets, the whole budget last
