@@ -166,3 +166,32 @@ def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning
         assert (ours.n_steps, ours.width) == (released.n_steps, released.width)
     extra = count_params(build_model("waveletflow", cfg)) - count_params(build_model("waveletflow", preset))
     assert 0 < extra < 0.2 * count_params(build_model("waveletflow", preset))
+
+
+@pytest.mark.parametrize("name, base, shape", [("narrow-mnist.json", "cond-mnist.json", (1, 28, 28)),
+                                               ("narrow-cifar.json", None, (3, 32, 32))])
+def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, shape):
+    """The benchmark's Wavelet Flow configs: their base config (the conditioning one, or the preset as released)
+    with only the finest level narrowed to width 48, so fewer parameters, each level a valid flow."""
+    from pathlib import Path
+
+    import torch
+
+    from benchmarks.contenders import count_params, waveletflow_default
+    from waveletflow.models import build_model, waveletflow_config
+
+    configs = Path(__file__).parents[1] / "benchmarks" / "configs"
+    cfg = waveletflow_config(shape, 8, **json.loads((configs / name).read_text()))
+    ref = waveletflow_config(shape, 8, **json.loads((configs / base).read_text())) if base else waveletflow_default(shape, 8)
+    assert len(cfg.levels) == len(ref.levels)
+    for ours, theirs in zip(cfg.levels[:-1], ref.levels[:-1]):
+        assert ours == theirs
+    assert cfg.levels[-1].width == 48 < ref.levels[-1].width
+    assert (cfg.levels[-1].n_steps, cfg.levels[-1].cond_width) == (ref.levels[-1].n_steps, ref.levels[-1].cond_width)
+    model = build_model("waveletflow", cfg)
+    assert count_params(model) < count_params(build_model("waveletflow", ref))
+    torch.manual_seed(0)
+    x = torch.rand(2, *shape)
+    with torch.no_grad():
+        model.eval()
+        assert torch.allclose(model.decode(model.encode(x)), x, atol=1e-4)
