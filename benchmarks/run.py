@@ -435,12 +435,13 @@ def markdown(res: dict) -> str:
             continue
         extra = "" if not t.get("keep_best_every") else f", best validation kept (every {t['keep_best_every']} steps)"
         sample_head = f" s for {t['models'][0]['sample_n']} samples |" if "sample_s" in t["models"][0] else ""
+        fresh_runs = t.get("protocol") == "runs"
         lines += [f"### Time to quality: {t['dataset']} ({t['budget_s'] / 60:.0f} min per model, batch "
                   f"{t.get('batch', 64)}, {t['test_images']} test images{extra})", "",
                   *([f"Wavelet Flow's config overrides: `{json.dumps(t['wf_config'])}`", ""] if t.get("wf_config") else []),
-                  *([_RUNS_NOTE, ""] if t.get("protocol") == "runs" else []),
+                  *([_RUNS_NOTE, ""] if fresh_runs else []),
                   "| model | parameters | test bits/dim at the end | "
-                  + ("bits/dim of fresh runs by budget |" if t.get("protocol") == "runs" else "bits/dim along the budget |")
+                  + ("bits/dim of fresh runs by budget |" if fresh_runs else "bits/dim along the budget |")
                   + sample_head,
                   "| --- " * (4 + bool(sample_head)) + "|"]
         for m in t["models"]:

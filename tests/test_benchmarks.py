@@ -151,15 +151,22 @@ def test_mrcnf_benchmark_section(tmp_path):
     assert "s for 64 samples" in md and "NFE per training step" in md
 
 
-@pytest.mark.parametrize("name, shape", [("cond-mnist.json", (1, 28, 28)), ("cond-cifar.json", (3, 32, 32))])
-def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning_network(name, shape):
+def _shipped_config(name: str, shape):
+    """A config file of ``benchmarks/configs`` as the Wavelet Flow config for images of ``shape``."""
     from pathlib import Path
 
-    from benchmarks.contenders import count_params, waveletflow_default
-    from waveletflow.models import build_model, waveletflow_config
+    from waveletflow.models import waveletflow_config
 
     overrides = json.loads((Path(__file__).parents[1] / "benchmarks" / "configs" / name).read_text())
-    cfg, preset = waveletflow_config(shape, 8, **overrides), waveletflow_default(shape, 8)
+    return waveletflow_config(shape, 8, **overrides)
+
+
+@pytest.mark.parametrize("name, shape", [("cond-mnist.json", (1, 28, 28)), ("cond-cifar.json", (3, 32, 32))])
+def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning_network(name, shape):
+    from benchmarks.contenders import count_params, waveletflow_default
+    from waveletflow.models import build_model
+
+    cfg, preset = _shipped_config(name, shape), waveletflow_default(shape, 8)
     assert len(cfg.levels) == len(preset.levels)
     assert cfg.levels[0].cond_width == 0 and all(lv.cond_width == 32 for lv in cfg.levels[1:])
     for ours, released in zip(cfg.levels, preset.levels):  # otherwise the preset's levels, unchanged
@@ -173,16 +180,13 @@ def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning
 def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, shape):
     """The benchmark's Wavelet Flow configs: their base config (the conditioning one, or the preset as released)
     with only the finest level narrowed to width 48, so fewer parameters, each level a valid flow."""
-    from pathlib import Path
-
     import torch
 
     from benchmarks.contenders import count_params, waveletflow_default
-    from waveletflow.models import build_model, waveletflow_config
+    from waveletflow.models import build_model
 
-    configs = Path(__file__).parents[1] / "benchmarks" / "configs"
-    cfg = waveletflow_config(shape, 8, **json.loads((configs / name).read_text()))
-    ref = waveletflow_config(shape, 8, **json.loads((configs / base).read_text())) if base else waveletflow_default(shape, 8)
+    cfg = _shipped_config(name, shape)
+    ref = _shipped_config(base, shape) if base else waveletflow_default(shape, 8)
     assert len(cfg.levels) == len(ref.levels)
     for ours, theirs in zip(cfg.levels[:-1], ref.levels[:-1]):
         assert ours == theirs
