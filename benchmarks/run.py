@@ -13,7 +13,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from benchmarks.contenders import (
 )
 from benchmarks.levers import levers, step_seconds
 from benchmarks.levers import markdown as levers_markdown
+from benchmarks.machine import machine
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, default_config, waveletflow_config
 from waveletflow.training import TrainOptions
@@ -39,21 +39,6 @@ from waveletflow.training import TrainOptions
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 DATASETS = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz", "photos": "photos/photos512"}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    if torch.cuda.is_available():
-        desc += f", GPU {torch.cuda.get_device_name(0)}"
-    return desc
 
 
 # ----- 1. time to quality --------------------------------------------------------------------------

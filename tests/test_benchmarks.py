@@ -161,12 +161,19 @@ def _shipped_config(name: str, shape):
     return waveletflow_config(shape, 8, **overrides)
 
 
+def _released(shape):
+    """The preset as released for images of ``shape`` (the base of the shipped configs)."""
+    from waveletflow.models import waveletflow_config
+
+    return waveletflow_config(shape, 8, preset=f"{shape[1]}x{shape[2]}-released")
+
+
 @pytest.mark.parametrize("name, shape", [("cond-mnist.json", (1, 28, 28)), ("cond-cifar.json", (3, 32, 32))])
 def test_shipped_conditioning_configs_are_the_presets_levels_with_a_conditioning_network(name, shape):
-    from benchmarks.contenders import count_params, waveletflow_default
+    from benchmarks.contenders import count_params
     from waveletflow.models import build_model
 
-    cfg, preset = _shipped_config(name, shape), waveletflow_default(shape, 8)
+    cfg, preset = _shipped_config(name, shape), _released(shape)
     assert len(cfg.levels) == len(preset.levels)
     assert cfg.levels[0].cond_width == 0 and all(lv.cond_width == 32 for lv in cfg.levels[1:])
     for ours, released in zip(cfg.levels, preset.levels):  # otherwise the preset's levels, unchanged
@@ -182,11 +189,11 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
     with only the finest level narrowed to width 48, so fewer parameters, each level a valid flow."""
     import torch
 
-    from benchmarks.contenders import count_params, waveletflow_default
+    from benchmarks.contenders import count_params
     from waveletflow.models import build_model
 
     cfg = _shipped_config(name, shape)
-    ref = _shipped_config(base, shape) if base else waveletflow_default(shape, 8)
+    ref = _shipped_config(base, shape) if base else _released(shape)
     assert len(cfg.levels) == len(ref.levels)
     for ours, theirs in zip(cfg.levels[:-1], ref.levels[:-1]):
         assert ours == theirs
@@ -199,3 +206,19 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
     with torch.no_grad():
         model.eval()
         assert torch.allclose(model.decode(model.encode(x)), x, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["defaults", "throughput", "capacity"])
+def test_readme_tables_are_generated_from_their_result_files(name):
+    """Every table between the README's markers is what its result file gives, never a hand copy."""
+    from pathlib import Path
+
+    from benchmarks import capacity, defaults, throughput
+    from benchmarks.readme import block
+
+    repo = Path(__file__).parents[1]
+    module = {"defaults": defaults, "throughput": throughput, "capacity": capacity}[name]
+    path = repo / "benchmarks" / "results" / f"{name}.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} not measured yet")
+    assert block((repo / "README.md").read_text(), name) == module.markdown(json.loads(path.read_text()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from dataclasses import replace
+
 import pytest
 
 from waveletflow.config import from_dict, to_dict
@@ -120,7 +122,12 @@ def test_presets_are_chosen_by_size_and_indexed_by_level():
     assert waveletflow_config((1, 28, 28)).base_size == 7 and len(waveletflow_config((1, 28, 28)).levels) == 3
     big = waveletflow_config((3, 64, 64))
     assert len(big.levels) == 7 and big.levels[-1].crop == 32 and big.levels[:-1] == waveletflow_config(
-        (3, 32, 32)).levels
+        (3, 32, 32), preset="32x32-released").levels
+    # the 32x32 preset is the released one; 28x28 adds the conditioning network to the released one
+    assert waveletflow_config((3, 32, 32)).levels == waveletflow_config((3, 32, 32), preset="32x32-released").levels
+    released = waveletflow_config((1, 28, 28), preset="28x28-released").levels
+    mnist = waveletflow_config((1, 28, 28)).levels
+    assert mnist == tuple(replace(lv, cond_width=32 if i else 0) for i, lv in enumerate(released))
     assert waveletflow_config((1, 8, 8), 5, preset="8x8") == cfg
     for name, preset in PRESETS.items():
         size = int(name.split("x")[0])

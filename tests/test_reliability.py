@@ -41,7 +41,8 @@ def run_cli(capsys, argv):
 
 
 def assert_one_error_line(code, err, message):
-    lines = err.strip().splitlines()
+    """Exit code 2 and one ``error:`` line (besides ``note:`` lines of work begun, such as training's first)."""
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert "Traceback" not in err
@@ -65,11 +66,16 @@ def workspace(tmp_path, trained):
     (tmp_path / "wrongtype.json").write_text('{"levels": [{"n_steps": "four"}, {}, {}, {}]}')
     (tmp_path / "bogus.json").write_text('{"bogus_key": 1}')
     (tmp_path / "typo.json").write_text('{"levels": [{}, {"widht": 8}, {}, {}]}')
-    (tmp_path / "huge.json").write_text('{"levels": [{}, {"width": 100000000}, {}, {}]}')
+    (tmp_path / "huge.json").write_text('{"levels": [{}, {"width": 60000}, {}, {}]}')
+    (tmp_path / "wide.json").write_text('{"levels": [{}, {"width": 1000000000}, {}, {}]}')
+    (tmp_path / "deep.json").write_text('{"levels": [{}, {"n_steps": 100000}, {}, {}]}')
     (tmp_path / "rand.npz").write_bytes(np.random.default_rng(0).bytes(3000))
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "other.npz", x_train=rng.integers(0, 32, (200, 8, 8, 1), dtype=np.uint8),
              x_test=rng.integers(0, 32, (20, 8, 8, 1), dtype=np.uint8))
+    for name, side, top in (("d4", 4, 32), ("d16", 16, 32), ("d8bits", 8, 256)):
+        np.savez(tmp_path / f"{name}.npz", x_train=rng.integers(0, top, (40, side, side, 1), dtype=np.uint8),
+                 x_test=rng.integers(0, top, (6, side, side, 1), dtype=np.uint8))
     for split, n in (("train", 12), ("test", 3)):
         (tmp_path / "text" / split).mkdir(parents=True)
         for i in range(n):
@@ -78,8 +84,9 @@ def workspace(tmp_path, trained):
     return tmp_path
 
 
-TRAIN_NEW = ["train", "--data", "digits", "--out", "{tmp}/new", "--steps", "2", "--quiet"]
-TRAIN_RUN = ["train", "--data", "digits", "--out", "{tmp}/run", "--steps", "5", "--quiet"]
+# one process: a test that changes this process (monkeypatch) must see the training in it
+TRAIN_NEW = ["train", "--data", "digits", "--out", "{tmp}/new", "--steps", "2", "--quiet", "--parallel", "1"]
+TRAIN_RUN = ["train", "--data", "digits", "--out", "{tmp}/run", "--steps", "5", "--quiet", "--parallel", "1"]
 
 BAD_INPUTS = [
     (TRAIN_NEW + ["--lr", "-1"], "lr must be a positive number"),
@@ -148,6 +155,18 @@ BAD_INPUTS = [
     (["superres-eval", "{tmp}/run", "--data", "digits", "--temperature", "nan"], "must be finite"),
     (["superres-eval", "{tmp}/run", "--data", "digits", "--draws", "0"], "--draws must be at least 1"),
     (["demo", "--out", "{tmp}/d", "--time-budget", "nan"], "time_budget must be a positive number"),
+    # found by trying about 200 bad inputs against an earlier release
+    (["evaluate", "{tmp}/run", "--data", "digits", "--image-size", "4"], "resizes the images of a folder"),
+    (TRAIN_NEW + ["--seed", "99999999999999999999"], "a seed lies in 0..4294967295"),
+    (["sample", "{tmp}/run", "--out", "{tmp}/s.png", "--seed", "99999999999999999999"], "a seed lies in"),
+    (["plan", "--data", "digits", "--out", "{tmp}/new", "--steps", "2", "--seed", "-1"], "a seed lies in"),
+    (TRAIN_NEW + ["--config", "{tmp}/wide.json"], "width must be at most 65536, got 1000000000"),
+    (TRAIN_NEW + ["--config", "{tmp}/deep.json"], "n_steps must be at most 1024, got 100000"),
+    (["sample", "{tmp}/run", "--out", "{tmp}/s.png", "--mcmc", "--temperature", "1e4"],
+     "--mcmc takes temperatures up to 4"),
+    (["superres-eval", "{tmp}/run", "--data", "{tmp}/d4.npz"], "needs images of at least 6x6; the test images are 4x4"),
+    (["superres-eval", "{tmp}/run", "--data", "{tmp}/d16.npz"], "the test images are 16x16 with 1 channel"),
+    (["superres-eval", "{tmp}/run", "--data", "{tmp}/d8bits.npz"], "give data of the model's bit depth"),
 ]
 
 
@@ -163,12 +182,12 @@ def test_corrupt_checkpoint_found_before_any_level_is_trained(workspace, capsys)
     ckpt = workspace / "run" / "level_02" / "checkpoint.pt"
     ckpt.write_bytes(b"garbage")
     before = snapshot(workspace)
-    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--steps", "5", "--quiet"])
+    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--parallel", "1", "--steps", "5", "--quiet"])
     assert_one_error_line(code, err, "corrupt checkpoint")
     assert snapshot(workspace) == before  # levels 0 and 1 were not trained further
     shutil.copy(workspace / "run" / "level_00" / "checkpoint.pt", ckpt)  # readable, but another level's
     before = snapshot(workspace)
-    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--steps", "5", "--quiet"])
+    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--parallel", "1", "--steps", "5", "--quiet"])
     assert_one_error_line(code, err, "level_02/checkpoint.pt does not fit this model")
     assert snapshot(workspace) == before
 
@@ -193,7 +212,7 @@ def test_info_says_what_is_wrong(workspace, capsys):
     code, out, _ = run_cli(capsys, ["info", run])
     assert code == 0 and "corrupt" in out.split("level 1")[1].splitlines()[0]
     meta = json.loads((run / "model.json").read_text())
-    meta["config"]["levels"][1]["width"] = 10**8
+    meta["config"]["levels"][1]["width"] = 60000
     (run / "model.json").write_text(json.dumps(meta))
     code, _, err = run_cli(capsys, ["info", run])
     assert_one_error_line(code, err, "more than this machine's memory")
@@ -228,7 +247,7 @@ def test_symlinked_level_folder_is_refused(workspace, capsys):
     shutil.move(run / "level_01", outside)
     (run / "level_01").symlink_to(outside, target_is_directory=True)
     before = snapshot(workspace)
-    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [run, "--steps", "5", "--quiet"])
+    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [run, "--parallel", "1", "--steps", "5", "--quiet"])
     assert_one_error_line(code, err, "is a link")
     assert snapshot(workspace) == before
 
@@ -243,7 +262,7 @@ def test_disk_full_keeps_the_previous_checkpoint(workspace, capsys, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
-    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [run, "--steps", "5", "--quiet", "--no-curves"])
+    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [run, "--parallel", "1", "--steps", "5", "--quiet", "--no-curves"])
     assert_one_error_line(code, err, "No space left on device")
     assert "checkpoint.pt" in err
     assert {p: p.read_bytes() for p in run.rglob("checkpoint.pt")} == before
@@ -260,10 +279,12 @@ def test_unwritable_run_is_one_line(workspace, capsys, monkeypatch):
 
     monkeypatch.setattr(os, "open", denied)
     before = snapshot(workspace)
-    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--steps", "5", "--quiet"])
+    code, _, err = run_cli(capsys, TRAIN_RUN[:4] + [workspace / "run", "--parallel", "1", "--steps", "5", "--quiet"])
     assert_one_error_line(code, err, "Permission denied")
-    code, _, err = run_cli(capsys, TRAIN_NEW[:4] + [workspace / "new", "--steps", "5", "--quiet"])
+    code, _, err = run_cli(capsys, TRAIN_NEW[:4] + [workspace / "new", "--parallel", "1", "--steps", "5", "--quiet"])
     assert_one_error_line(code, err, "Permission denied")
+    code, _, err = run_cli(capsys, ["gather", "--out", workspace / "gathered", workspace / "run"])
+    assert_one_error_line(code, err, f"cannot write in {workspace / 'gathered'}: Permission denied")
     assert snapshot(workspace) == before
 
 
@@ -292,7 +313,7 @@ def test_temporaries_of_a_killed_save_are_removed(workspace, capsys):
         p.write_bytes(b"half a file")
     mine = run / "level_01" / ".my-notes.tmp"
     mine.write_text("keep")
-    code, _, _ = run_cli(capsys, TRAIN_RUN[:4] + [run, "--steps", "4", "--quiet", "--no-curves"])
+    code, _, _ = run_cli(capsys, TRAIN_RUN[:4] + [run, "--parallel", "1", "--steps", "4", "--quiet", "--no-curves"])
     assert code == 0
     assert not any(p.exists() for p in left) and mine.read_text() == "keep"
 
@@ -389,3 +410,194 @@ def test_second_trainer_is_refused_and_a_killed_ones_lock_does_not_block(tmp_pat
                                     "--no-curves"])
     assert code == 0, err
     assert not (run / ".lock").exists()
+
+
+def test_info_of_a_level_whose_weights_were_removed_and_of_a_state_of_wrong_types(workspace, capsys):
+    run = workspace / "run"
+    for name in ("weights.safetensors", "checkpoint.pt"):
+        (run / "level_02" / name).unlink()
+    (run / "level_03" / "state.json").write_text('{"step": "abc"}')
+    code, out, _ = run_cli(capsys, ["info", run])
+    assert code == 0
+    lines = {line.split(")")[0].strip(): line for line in out.splitlines() if line.strip().startswith("level")}
+    assert "not trained (no weights; state.json left from step 3)" in lines["level 2 (details 2x2 -> 4x4"]
+    assert 'corrupt' in lines["level 3 (details 4x4 -> 8x8"] and 'step is "abc"' in lines["level 3 (details 4x4 -> 8x8"]
+    code, out, _ = run_cli(capsys, ["info", run, "--json"])
+    levels = json.loads(out)["levels"]
+    assert levels[2]["trained"] is False and levels[0]["trained"] is True
+
+
+def test_plan_does_not_count_a_level_stopped_before_its_first_checkpoint(workspace, capsys):
+    run = workspace / "run"
+    for name in ("weights.safetensors", "checkpoint.pt", "state.json"):
+        (run / "level_03" / name).unlink()  # only metrics.csv left, as by a trainer killed early
+    (workspace / "tiny.json").write_text(json.dumps(TINY_WF))  # the config the run was made with
+    plan = ["plan", "--data", "digits", "--out", run, "--steps", "5", "--config", workspace / "tiny.json"]
+    before = snapshot(workspace)
+    code, _, err = run_cli(capsys, plan)
+    assert_one_error_line(code, err, "level 3 of")
+    assert "has a folder without weights or a checkpoint (level_03/" in err and "already" not in err
+    assert snapshot(workspace) == before
+    shutil.rmtree(run / "level_02")  # now a level to plan, beside the one stopped early
+    code, out, err = run_cli(capsys, plan)
+    assert code == 0, err
+    assert "holds levels 0,1 already: not planned" in out and "# job 0: level 2" in out
+    assert "holds a folder of level 3 without weights or a checkpoint" in out
+
+
+def test_weights_honour_the_umask_also_when_gathered(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "tiny.json").write_text(json.dumps(TINY_WF))
+        args = ["--data", "digits", "--steps", "2", "--quiet", "--no-curves", "--config", tmp_path / "tiny.json"]
+        assert run_cli(capsys, ["train", "--out", tmp_path / "run", *args])[0] == 0
+        for level in (0, 1):
+            assert run_cli(capsys, ["train", "--out", tmp_path / f"part{level}", "--level", level, *args])[0] == 0
+            os.chmod(tmp_path / f"part{level}" / f"level_{level:02d}" / "weights.safetensors", 0o600)  # an old part
+        assert run_cli(capsys, ["gather", "--out", tmp_path / "gathered", tmp_path / "part0", tmp_path / "part1"])[0] == 0
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "run").rglob("*.safetensors"), *(tmp_path / "gathered").rglob("*.safetensors")]
+    assert len(files) == 6 and all(f.stat().st_mode & 0o777 == 0o644 for f in files)
+
+
+def test_sample_checks_every_output_first_and_writes_all_or_nothing(workspace, capsys, monkeypatch):
+    out = workspace / "ok.png"
+    out.write_bytes(b"an earlier image")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(workspace / "ro") else real_access(p, mode))
+    (workspace / "ro").mkdir()
+    before = snapshot(workspace)
+    code, _, err = run_cli(capsys, ["sample", workspace / "run", "--out", out, "--npz", workspace / "ro" / "s.npz"])
+    assert_one_error_line(code, err, "is not writable")
+    assert snapshot(workspace) == before
+    # a write that fails late (a full disk) leaves both paths as they were
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def full(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".s.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    code, _, err = run_cli(capsys, ["sample", workspace / "run", "--out", out, "--npz", workspace / "s.npz"])
+    assert_one_error_line(code, err, "No space left on device")
+    assert out.read_bytes() == b"an earlier image" and not (workspace / "s.npz").exists()
+    assert not list(workspace.glob(".*.tmp"))
+
+
+def test_torchrun_variables_that_make_no_rank_are_one_line(workspace, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    before = snapshot(workspace)
+    code, _, err = run_cli(capsys, TRAIN_NEW[:4] + [workspace / "new", "--parallel", "1", "--steps", "2"])
+    assert_one_error_line(code, err, "this process has no valid rank (RANK='5', WORLD_SIZE=2)")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29999")
+    monkeypatch.setenv("WAVELETFLOW_RENDEZVOUS_TIMEOUT", "abc")
+    code, _, err = run_cli(capsys, TRAIN_NEW[:4] + [workspace / "new", "--parallel", "1", "--steps", "2"])
+    assert_one_error_line(code, err, "WAVELETFLOW_RENDEZVOUS_TIMEOUT must be a positive number of seconds, got 'abc'")
+    assert snapshot(workspace) == before
+
+
+def test_superres_eval_takes_each_factor_once(workspace, capsys):
+    pytest.importorskip("torchmetrics")
+    code, out, err = run_cli(capsys, ["superres-eval", workspace / "run", "--data", "digits", "--factor", "2,2",
+                                      "--draws", "1", "--temperature", "1", "--limit", "4", "--json"])
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["method"] for r in rows] == ["bicubic", "lanczos", "one draw, T=1"]
+
+
+def test_quality_says_when_the_data_has_fewer_test_images_than_samples(workspace, capsys):
+    pytest.importorskip("torchmetrics")
+    code, out, err = run_cli(capsys, ["quality", workspace / "run", "--data", "digits", "--n", "400", "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["reference_images"] == 297 and res["n"] == 400
+    assert "holds 297 test images: the 400 samples are compared with those 297" in err
+
+
+def test_sampling_never_returns_non_finite_images(monkeypatch):
+    from waveletflow.models import build_model
+    from waveletflow.models.base import MAX_REDRAWS, NonFiniteSamples
+
+    model = build_model("waveletflow", {"image_shape": [1, 8, 8], "n_bits": 5, **TINY_WF}).eval()
+    real = model.decode
+    calls = []
+
+    def overflowing(z, solver=None):  # the first draw of every other image overflows, as a Glow's inverse can
+        x = real(z, solver)
+        if not calls:
+            x[::2] = float("nan")
+        calls.append(len(z))
+        return x
+
+    monkeypatch.setattr(model, "decode", overflowing)
+    redrawn: list[int] = []
+    x = model.sample(6, generator=torch.Generator().manual_seed(0), redrawn=redrawn)
+    assert torch.isfinite(x).all() and redrawn == [3] and calls == [6, 3]
+    monkeypatch.setattr(model, "decode", lambda z, solver=None: torch.full((len(z), 1, 8, 8), float("nan")))
+    with pytest.raises(NonFiniteSamples, match=f"6 of 6 samples stayed non-finite after {MAX_REDRAWS} redraws"):
+        model.sample(6)
+    low = np.zeros((2, 4, 4, 1), np.uint8)
+    real_from = model._decode_from
+    monkeypatch.setattr(model, "_decode_from", lambda x, z, first, solver: real_from(x, z, first, solver) * float("inf"))
+    with pytest.raises(NonFiniteSamples, match="2 of 2"):
+        model.super_resolve(low)
+
+
+def test_sample_command_refuses_non_finite_images_with_one_line(workspace, capsys, monkeypatch):
+    from waveletflow.models.wavelet import WaveletModel
+
+    monkeypatch.setattr(WaveletModel, "decode", lambda self, z, solver=None: torch.full(
+        (len(z), *self.image_shape), float("nan")))
+    before = snapshot(workspace)
+    code, _, err = run_cli(capsys, ["sample", workspace / "run", "--out", workspace / "s.png"])
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == 2 and len(lines) == 1 and "samples stayed non-finite" in lines[0]
+    assert snapshot(workspace) == before
+
+
+def _stop_script(run: Path, steps: int) -> str:
+    return textwrap.dedent(f"""
+        import sys, torch
+        torch.set_num_threads(1)
+        from waveletflow.cli import main
+        import json, pathlib
+        pathlib.Path({str(run)!r} + ".json").write_text(json.dumps({TINY_WF!r}))
+        sys.exit(main(["train", "--data", "digits", "--out", {str(run)!r}, "--steps", "{steps}", "--batch-size", "16",
+                       "--config", {str(run)!r} + ".json", "--parallel", "1", "--quiet", "--no-curves",
+                       "--checkpoint-every", "1000", "--eval-every", "1000", "--decay", "0"]))
+    """)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_checkpoints_every_level_in_training_and_resume_is_bit_identical(tmp_path, signum):
+    steps = 200
+    ref = _popen(_stop_script(tmp_path / "ref", steps))
+    assert ref.wait() == 0, ref.stderr.read()
+    run = tmp_path / "stopped"
+    proc = _popen(_stop_script(run, steps))
+    metrics = run / "level_01" / "metrics.csv"  # level 0 done, level 1 some steps in
+    _wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, proc)
+    proc.send_signal(signum)
+    code, err = proc.wait(), proc.stderr.read()
+    assert code == 128 + signum, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {signal.Signals(signum).name}: level 0 at step {steps}, level 1 at step")
+    assert "Traceback" not in err
+    ck = torch.load(run / "level_01" / "checkpoint.pt", weights_only=True)
+    assert 0 < ck["step"] < steps
+    assert int(RunDir(run).read_metrics(1)[-1]["step"]) <= ck["step"]  # no row past the checkpoint
+    assert not (run / "level_02").exists()  # levels not yet started stay as they are
+    assert _popen(_stop_script(run, steps)).wait() == 0  # the same command resumes
+    for level in range(4):
+        a = torch.load(tmp_path / "ref" / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
+        b = torch.load(run / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
+        assert a["step"] == b["step"] == steps and torch.equal(a["rng"], b["rng"])
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -1,3 +1,4 @@
 from waveletflow.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a level worker (spawn) imports this module again
+    raise SystemExit(main())

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 from waveletflow.errors import UserInputError
 
-__all__ = ["Config", "check_choice", "check_positive", "convert", "from_dict", "require", "to_dict"]
+__all__ = ["LIMITS", "Config", "check_choice", "check_limits", "check_positive", "convert", "from_dict", "require",
+           "to_dict"]
 
 T = TypeVar("T")
 _NONE = type(None)
@@ -183,6 +184,19 @@ def check_positive(**values: float | None) -> None:
     """Every value given that is not None must be > 0 (``check_positive(width=0)`` raises)."""
     for name, v in values.items():
         require(v is None or v > 0, f"{name} must be positive, got {v}")
+
+
+#: the largest value of each structural setting: far above any published configuration, below what would take
+#: minutes to build or overflow the size of a weight (a hand-edited or corrupt config is refused at once)
+LIMITS = {"n_steps": 1024, "n_blocks": 256, "n_scales": 16, "width": 65536, "cond_width": 65536,
+          "cond_depth": 64, "cnf_blocks": 256, "hidden": 65536}
+
+
+def check_limits(**values: float | None) -> None:
+    """Every value given that is not None must be at most its :data:`LIMITS` entry."""
+    for name, v in values.items():
+        require(v is None or v <= LIMITS[name], f"{name} must be at most {LIMITS[name]}, got {v} (a model that "
+                                                f"large would take minutes to build and could not train)")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

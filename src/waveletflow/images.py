@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from waveletflow.errors import UserInputError
+from waveletflow.rundir import write_files
 
 
 def to_display(x: np.ndarray, max_value: int) -> np.ndarray:
@@ -38,14 +39,27 @@ def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, scale
     return grid
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
+def encode_image(image: np.ndarray, path: str | Path) -> bytes:
+    """uint8 HWC ``image`` encoded in the format that ``path``'s extension names (PNG, JPEG, ...)."""
+    import io
+
     from PIL import Image
 
+    Image.init()
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    arr = image[:, :, 0] if image.shape[-1] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """Write ``image`` (uint8 HWC) to ``path`` in the format of its extension, atomically (an existing file is
+    replaced only by a complete one)."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserInputError(f"folder {path.parent} does not exist")
-    arr = image[:, :, 0] if image.shape[-1] == 1 else image
-    Image.fromarray(arr).save(path)
+    write_files({path: encode_image(image, path)})
 
 
 def read_image(path: str | Path, channels: int, size: int | None = None) -> np.ndarray:

@@ -90,8 +90,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # after the write: a writer may replace the file (safetensors does)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -106,6 +106,28 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
             os.unlink(tmp)
 
 
+def write_files(contents: dict[Path, bytes]) -> None:
+    """Write several files all or none: each into a temporary file next to it first, then all renamed into place;
+    a failure (a full disk, a read-only folder) leaves every path as it was and raises :class:`UserInputError`."""
+    temps: dict[Path, str] = {}
+    try:
+        for path, data in contents.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+            temps[path] = tmp
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        failed = next((p for p in contents if p not in temps), next(iter(contents)))
+        raise write_failure(getattr(exc, "filename", None) or failed, exc) from None
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     def write(tmp: str) -> None:
@@ -114,6 +136,14 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
             fh.write("\n")
 
     atomic_write(path, write)
+
+
+#: the types of ``state.json``'s fields (numbers are never negative)
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,), "elapsed_s": (int, float), "unit": (str,), "train_bpd": (int, float, type(None)),
+    "val_bpd": (int, float, type(None)), "best_step": (int, type(None)), "last_val_bpd": (int, float, type(None)),
+    "unit_val_bpd": (int, float, type(None)),
+}
 
 
 def _read_json(path: Path) -> Any:
@@ -254,13 +284,22 @@ class RunDir:
         return info
 
     def write_run(self, data: str, data_bits: int, val_size: int, seed: int, image_size: int | None = None,
-                  crop: int | None = None, fingerprint: str | None = None) -> None:
+                  crop: int | None = None, fingerprint: str | None = None,
+                  capacity: dict[str, Any] | None = None) -> None:
         """``run.json``; ``image_size`` and ``crop`` (when given) are how the data's images were prepared, the
         defaults of later commands on this run; ``fingerprint`` tells the data apart from other data
-        (:meth:`~waveletflow.data.ImageDataset.fingerprint`)."""
+        (:meth:`~waveletflow.data.ImageDataset.fingerprint`); ``capacity`` is the width a time budget chose for
+        the model (:mod:`waveletflow.models.capacity`)."""
         info: dict[str, Any] = {"data": data, "data_bits": data_bits, "val_size": val_size, "seed": seed}
-        info.update({k: v for k, v in (("image_size", image_size), ("crop", crop), ("fingerprint", fingerprint))
-                     if v is not None})
+        info.update({k: v for k, v in (("image_size", image_size), ("crop", crop), ("fingerprint", fingerprint),
+                                       ("capacity", capacity)) if v is not None})
+        write_json_atomic(self.run_file, info)
+
+    def record_training(self, training: dict[str, Any]) -> None:
+        """Keep in ``run.json`` how the last ``train`` command trained (workers, threads, precision, batch,
+        compile), for ``info`` and for the record."""
+        info = self.read_run()
+        info["training"] = training
         write_json_atomic(self.run_file, info)
 
     def data_options(self) -> dict[str, int]:
@@ -299,8 +338,15 @@ class RunDir:
     def read_state(self, level: int) -> dict[str, Any] | None:
         """A level's ``state.json`` (None when absent); UserInputError when corrupt."""
         state = _read_json(self.state_file(level))
-        if state is not None and not isinstance(state, dict):
+        if state is None:
+            return None
+        if not isinstance(state, dict):
             raise UserInputError(f"corrupt {self.state_file(level)} (not a JSON object)")
+        for key, kinds in _STATE_TYPES.items():
+            value = state.get(key)
+            if key in state and not (isinstance(value, kinds) and not isinstance(value, bool)
+                                     and (not isinstance(value, (int, float)) or value >= 0)):
+                raise UserInputError(f"corrupt {self.state_file(level)} ({key} is {json.dumps(value)[:40]})")
         return state
 
     def write_state(self, level: int, state: dict[str, Any]) -> None:
@@ -460,7 +506,8 @@ class RunLock:
             os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
         except OSError as exc:
             self._remove_created()
-            raise UserInputError(f"cannot train in {self.run}: {exc.strerror or exc}") from None
+            raise UserInputError(f"cannot write in {self.run}: {exc.strerror or exc}; make it writable or choose "
+                                 f"another folder") from None
         self._fd = fd
         return self
 

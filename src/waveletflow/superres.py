@@ -15,6 +15,8 @@ from waveletflow.errors import UserInputError
 from waveletflow.metrics import psnr, ssim
 from waveletflow.models.wavelet import WaveletModel
 
+#: the side of SSIM's Gaussian window (Wang et al. 2004); its reflection padding needs images of more than half
+SSIM_WINDOW = 11
 #: the pixel-basis baselines, as Pillow names its filters
 BASELINES = {"bicubic": "BICUBIC", "lanczos": "LANCZOS"}
 
@@ -66,11 +68,21 @@ def superres_eval(model: WaveletModel, images: np.ndarray, factors: Sequence[int
     if draws < 1:
         raise UserInputError(f"--draws must be at least 1, got {draws}")
     images = np.asarray(images)
-    n, h, w, _ = images.shape
+    n, h, w, c = images.shape
     heights = [hh for hh, _ in model.sizes]
+    sizes = ", ".join(f"{a}x{b}" for a, b in model.sizes[1:])
+    if (h, w) not in model.sizes[1:] or c != model.image_shape[0]:
+        raise UserInputError(f"the test images are {w}x{h} with {c} channel{'s' if c > 1 else ''}; this model "
+                             f"super-resolves to {sizes} with {model.image_shape[0]}")
+    if min(h, w) <= SSIM_WINDOW // 2:
+        side = SSIM_WINDOW // 2 + 1
+        raise UserInputError(f"SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window needs images of at least {side}x{side}; the "
+                             f"test images are {w}x{h}")
     max_value = float(2**model.n_bits - 1)
     if int(images.max()) > max_value:
-        raise UserInputError(f"pixel values above {int(max_value)}, the model's {model.n_bits}-bit range")
+        raise UserInputError(f"the test images hold pixel values up to {int(images.max())}, above {int(max_value)} "
+                             f"(the model's {model.n_bits} bits): give data of the model's bit depth")
+    factors = list(dict.fromkeys(factors))  # each factor once
     rows = []
     for factor in factors:
         if factor < 2 or factor & (factor - 1):

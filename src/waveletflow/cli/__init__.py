@@ -17,6 +17,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
+def _parallel(text: str) -> int | str:
+    """``auto`` or a whole number of level processes."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give 'auto' or a number of processes, not {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    """A seed: a whole number in 0 .. 2^32 - 1."""
+    from waveletflow.training.options import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a whole number, not {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed lies in 0..{MAX_SEED}, got {value}")
+    return value
+
+
 def _train_default(name: str):
     from waveletflow.training import TrainOptions
 
@@ -26,7 +49,7 @@ def _train_default(name: str):
 def _add_train(p: argparse.ArgumentParser) -> None:
     from waveletflow.models import DEFAULT_MODEL_TYPE, MODEL_TYPES, PRESETS
     from waveletflow.models.config import MRCNF_PRESETS
-    from waveletflow.training.options import OPTIMIZERS, SCHEDULES
+    from waveletflow.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES
 
     d = _train_default
     p.add_argument("--data", required=True, help="digits, mnist, fashion-mnist, cifar10, an .npz file or an image folder")
@@ -34,13 +57,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=list(MODEL_TYPES), default=None,
                    help="; ".join(f"{t.name}: {t.summary}" for t in MODEL_TYPES.values()) + f" (default {DEFAULT_MODEL_TYPE})")
     p.add_argument("--level", default="all", help="'all' or level numbers, e.g. 2 or 0,3")
-    p.add_argument("--parallel", type=int, default=1, help="train levels in this many processes sharing the cores")
+    p.add_argument("--parallel", type=_parallel, default="auto",
+                   help="train the levels in this many processes sharing the cores (default auto: one per level, at "
+                        "most one per core, or per GPU on CUDA; threads split by the levels' work)")
     p.add_argument("--joint", action="store_true", default=None,
                    help="train the levels together: one optimiser on the image's bits/dim (default: each on its own)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimiser steps per level (total, counting resumed steps)")
     g.add_argument("--time-budget", type=float, help="wall-clock seconds for the whole command")
-    p.add_argument("--batch-size", type=int, help=f"images per step (default {d('batch_size')})")
+    p.add_argument("--batch-size", type=int, help="images per step (default: 16 on a CPU, 64 on a GPU)")
     p.add_argument("--lr", type=float, help=f"learning rate (default {d('lr')})")
     p.add_argument("--warmup", type=int, help=f"linear learning-rate warm-up steps (default {d('warmup')})")
     p.add_argument("--schedule", choices=SCHEDULES,
@@ -51,7 +76,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                                              f"validation use the average (default {d('ema')}; 0: off)")
     p.add_argument("--decay", type=float, help="decay the learning rate linearly to 0 over this final fraction of the "
                                                f"budget (default {d('decay')}; 0: none)")
-    p.add_argument("--seed", type=int, help=f"seed of the model and the data order (default {d('seed')})")
+    p.add_argument("--seed", type=_seed, help=f"seed of the model and the data order (default {d('seed')})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d('device')})")
     p.add_argument("--config", help="JSON file overriding the model config (e.g. levels, widths, crops)")
     p.add_argument("--preset", help=f"named preset: Wavelet Flow's ({', '.join(PRESETS)}), MRCNF's "
@@ -64,9 +89,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
     p.add_argument("--allow-other-data", action="store_true",
                    help="go on training an existing run on data other than it was made with (refused otherwise)")
-    p.add_argument("--keep-best", action="store_true", default=None,
-                   help="each level keeps the weights of its best validation (early stopping: for small datasets, "
-                        "whose coarse levels see few distinct images and overfit)")
+    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="each level keeps the weights of its best validation (early stopping; the default): "
+                        "--no-keep-best keeps the last ones")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="precision of the coupling and conditioning networks in training steps; log-dets, "
+                        "evaluation and sampling stay float32 (default auto: bf16 on a GPU that has it and on a CPU "
+                        "with AMX units, fp32 elsewhere)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="compile each level's training step with torch.compile (the compile time is reported apart)")
     p.add_argument("--eval-every", type=int, help=f"validation every this many steps (default {d('eval_every')})")
     p.add_argument("--checkpoint-every", type=int,
                    help=f"write a checkpoint every this many steps (default {d('checkpoint_every')}; also every "
@@ -91,7 +122,7 @@ def _add_run_io(p: argparse.ArgumentParser, out_help: str | None) -> None:
     if out_help is not None:
         p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--temperature", default="1.0", help="one value, or one per level separated by commas")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto")
     _add_solver(p)
     g = p.add_argument_group("annealed sampling (MCMC)")
@@ -130,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=int, help="evaluate the first N images")
     p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"images per batch (default {EVAL_BATCH_SIZE})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the dequantisation noise")
     p.add_argument("--device", default="auto")
     p.add_argument("--image-size", type=int, help="resize a folder's images to this side (default: the run's)")
     p.add_argument("--crop", type=int, help="evaluate centre crops of this side (default: the run's)")
@@ -167,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", default="1,0.5", help="comma list of temperatures (default 1,0.5)")
     p.add_argument("--limit", type=int, help="the first N test images")
     p.add_argument("--image-size", type=int, help="resize a folder's images to this side first")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
@@ -220,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {"train": cmd_train, "plan": cmd_plan, "gather": cmd_gather,
                 "evaluate": cmd_evaluate, "sample": cmd_sample, "quality": cmd_quality, "super-resolve": cmd_super_resolve, "superres-eval": cmd_superres_eval, "info": cmd_info, "pyramid": cmd_pyramid, "demo": cmd_demo}
+    from waveletflow.training.signals import TrainingStopped
+
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:
@@ -232,6 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except TrainingStopped as exc:
+        from waveletflow.cli.commands import other_rank
+
+        if not other_rank():
+            print(str(exc), file=sys.stderr)
+        return 128 + exc.signal
     except KeyboardInterrupt:
-        print("error: interrupted (checkpoints written so far are kept; rerun the command to resume)", file=sys.stderr)
+        from waveletflow.cli.commands import other_rank
+
+        if not other_rank():  # under torchrun every rank is interrupted: the first one says it
+            print("error: interrupted (checkpoints written so far are kept; rerun the command to resume)",
+                  file=sys.stderr)
         return 130

@@ -45,7 +45,10 @@ def _train_flags(a: argparse.Namespace) -> list[str]:
         if action.dest in _SET_BY_PLAN or not action.option_strings:
             continue
         value = getattr(a, action.dest, None)
-        if action.nargs == 0:  # a switch
+        if isinstance(action, argparse.BooleanOptionalAction):  # --flag / --no-flag
+            if value is not None:
+                out.append(action.option_strings[0 if value else 1])
+        elif action.nargs == 0:  # a switch
             if value:
                 out.append(action.option_strings[0])
         elif value is not None and value != action.default:
@@ -73,12 +76,13 @@ def _slurm_path(path: str | None) -> Path | None:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from waveletflow.cli.commands import _read_overrides
-    from waveletflow.training import plan
+    from waveletflow.training import plan, resolve_device
 
     opts = _train_options(a)
     slurm = _slurm_path(a.slurm)
     p = plan(a.out, a.data, a.nodes, a.level, a.model, _read_overrides(a.config), a.n_bits, a.preset, opts.seed,
-             a.image_size, a.crop)
+             a.image_size, a.crop, budget_s=opts.time_budget,
+             device=resolve_device("auto") if opts.device == "auto" else opts.device)
     a = argparse.Namespace(**{**vars(a), "image_size": p.image_size, "crop": p.crop})
     flags = _train_flags(a)
     jobs = [[PROG, "train", "--data", a.data, "--out", str(job.out), "--level", ",".join(map(str, job.levels)), *flags]
@@ -88,9 +92,14 @@ def cmd_plan(a: argparse.Namespace) -> int:
     lines = [f"# level{'s' if len(p.levels) > 1 else ''} {levels} of {a.out} ({p.model_type}, {p.n_levels} "
              f"level{'s' if p.n_levels > 1 else ''}) in {len(p.jobs)} job{'s' if len(p.jobs) > 1 else ''}, each "
              f"into its own part run folder in {p.parts[0].parent}"]
-    if p.trained:
-        lines.append(f"# {a.out} holds level{'s' if len(p.trained) > 1 else ''} {','.join(map(str, p.trained))} "
+    done = [v for v in p.trained if v not in p.started]
+    if done:
+        lines.append(f"# {a.out} holds level{'s' if len(done) > 1 else ''} {','.join(map(str, done))} "
                      f"already: not planned")
+    for v in p.started:
+        lines.append(f"# {a.out} holds a folder of level {v} without weights or a checkpoint (a trainer stopped "
+                     f"before its first): not planned; resume it with 'waveletflow train --out {a.out} --level {v} "
+                     f"...', or move that folder away to plan it")
     lines.append("# run the jobs at the same time (they need no communication) from this folder, then the gather "
                  "command")
     if opts.time_budget is not None:

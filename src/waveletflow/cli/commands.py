@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -15,9 +16,11 @@ from waveletflow.rundir import RunDir
 if TYPE_CHECKING:
     from waveletflow.training import TrainOptions
 
+log = logging.getLogger("waveletflow")
+
 #: train flags that set a TrainOptions field of the same name (None: not given, the option's default holds)
 _OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "device", "flip", "keep_best", "eval_every", "joint",
-                 "optimizer", "ema", "decay", "schedule", "checkpoint_every")
+                 "optimizer", "ema", "decay", "schedule", "checkpoint_every", "precision", "compile")
 
 
 def _temperature(text: str):
@@ -48,6 +51,9 @@ def image_out(path: str, flag: str = "--out") -> None:
 def _out_folder(p: Path, flag: str) -> None:
     if not p.parent.is_dir():
         raise UserInputError(f"{flag} {p}: folder {p.parent} does not exist")
+    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UserInputError(f"{flag} {p}: {p.parent if not os.access(p.parent, os.W_OK) else p} is not writable; "
+                             f"choose another path")
 
 
 def _load(a):
@@ -80,6 +86,10 @@ def _mcmc(a, temperature) -> Any:
     temps = temperature if isinstance(temperature, list) else [temperature]
     if any(t <= 0 for t in temps):
         raise UserInputError(f"--mcmc needs a temperature above 0, got {a.temperature}")
+    if any(t > MAX_MCMC_TEMPERATURE for t in temps):
+        raise UserInputError(f"--mcmc takes temperatures up to {MAX_MCMC_TEMPERATURE:g} (annealed sampling sharpens "
+                             f"or gently flattens each level; at {max(temps):g} its target is nearly flat and every "
+                             f"NUTS iteration runs to the maximum tree depth, minutes per image)")
     if a.mcmc_steps < 1:
         raise UserInputError(f"--mcmc-steps must be at least 1, got {a.mcmc_steps}")
     if a.mcmc_warmup < 0:
@@ -91,6 +101,9 @@ def _mcmc(a, temperature) -> Any:
     return MCMCOptions(steps=a.mcmc_steps, warmup=a.mcmc_warmup, target_accept=a.mcmc_accept,
                        max_tree_depth=a.mcmc_depth)
 
+
+#: the highest temperature of annealed sampling (above it the target is nearly flat: NUTS at its deepest trees)
+MAX_MCMC_TEMPERATURE = 4.0
 
 _MCMC_DEFAULTS = {"mcmc_steps": 30, "mcmc_warmup": 10, "mcmc_accept": 0.6, "mcmc_depth": 10}
 
@@ -124,12 +137,15 @@ def _draw(model, a, temperature, mcmc, solver):
 
     gen = torch.Generator().manual_seed(a.seed)
     report: list[dict] = []
+    redrawn: list[int] = []
     bars = _LevelBars(model, mcmc is not None and not a.json)
     t0 = time.perf_counter()
     try:
-        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars)
+        x = model.sample(a.n, temperature, generator=gen, solver=solver, mcmc=mcmc, report=report, progress=bars,
+                         redrawn=redrawn)
     finally:
         bars.close()
+    a.redrawn = sum(redrawn)
     return x, report, time.perf_counter() - t0
 
 
@@ -170,12 +186,20 @@ def _print_summary(results: list[dict], seconds: float, out: str) -> None:
     print(f"trained in {seconds:.0f} s; run folder {out}")
 
 
+def other_rank() -> bool:
+    """Whether this process is a valid rank of a ``torchrun`` job other than the first (which speaks for all)."""
+    try:
+        world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
+    except (KeyError, ValueError):
+        return False
+    return 0 < rank < world
+
+
 def cmd_train(a) -> int:
     try:
         return _train(a)
     except UserInputError as exc:  # under torchrun every rank finds the same bad option: the first one says it
-        if (os.environ.get("WORLD_SIZE") and os.environ.get("RANK", "0") != "0"
-                and not isinstance(exc, (RankError, ReportedElsewhere))):
+        if other_rank() and not isinstance(exc, (RankError, ReportedElsewhere)):
             raise ReportedElsewhere(str(exc)) from None
         raise
 
@@ -186,7 +210,7 @@ def train_options(a) -> TrainOptions:
 
     for name in ("steps", "batch_size", "parallel", "checkpoint_every", "threads", "n_bits"):
         v = getattr(a, name)
-        if v is not None and v < 1:
+        if v is not None and v != "auto" and v < 1:
             raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if a.time_budget is not None and a.time_budget <= 0:
         raise UserInputError("--time-budget must be positive")
@@ -207,8 +231,8 @@ def _train(a) -> int:
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, _read_overrides(a.config), a.n_bits,
                     a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data,
-                    data_parallel=not a.no_data_parallel)
-    if not a.no_curves and os.environ.get("RANK", "0") == "0":  # under torchrun: the first rank speaks for all
+                    data_parallel=not a.no_data_parallel, threads=a.threads)
+    if not a.no_curves and not other_rank():  # under torchrun: the first rank speaks for all
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
 
@@ -270,6 +294,9 @@ def cmd_quality(a) -> int:
         return reduce_bits(k, data.n_bits, model.n_bits).permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
     reference = at_model_bits(data.x_test[: min(a.n, len(data.x_test))])
+    if len(reference) < a.n:
+        log.warning("%s holds %d test images: the %d samples are compared with those %d", a.data, len(reference),
+                    a.n, len(reference))
     x, report, seconds = _draw(model, a, temperature, mcmc, solver)
     samples = model.to_uint8(x)
     if a.out:
@@ -282,7 +309,9 @@ def cmd_quality(a) -> int:
         for kind in ("blocky", "blur", "noise"):
             rows[f"{kind} training images"] = quality(degraded(train, bits, kind, a.seed), reference, clf, bits, bits,
                                                       seed=a.seed).to_dict()
-    res = {"run": a.run, "data": a.data, "n": a.n, "temperature": temperature, "mcmc": report or None,
+    res = {"run": a.run, "data": a.data, "n": a.n, "reference_images": len(reference), "redrawn": a.redrawn,
+           "temperature": temperature,
+           "mcmc": report or None,
            "seconds_per_image": round(seconds / a.n, 5), "classifier": classifier_summary(clf), "scores": rows}
     if a.json:
         print(json.dumps(res))
@@ -305,15 +334,22 @@ def display_max(model) -> int:
 
 
 def save_samples(model, images, out: str, npz: str | None = None) -> None:
-    """uint8 NHWC images as a PNG grid (upscaled when small) and optionally an ``.npz`` (key ``x``)."""
+    """uint8 NHWC images as a PNG grid (upscaled when small) and optionally an ``.npz`` (key ``x``): both files
+    or neither (:func:`~waveletflow.rundir.write_files`)."""
+    import io
+
     import numpy as np
 
-    from waveletflow.images import image_grid, save_png, to_display
+    from waveletflow.images import encode_image, image_grid, to_display
+    from waveletflow.rundir import write_files
 
     scale = max(1, 128 // images.shape[1]) if images.shape[1] < 64 else 1
-    save_png(out, image_grid(to_display(images, display_max(model)), scale=scale))
+    files = {Path(out): encode_image(image_grid(to_display(images, display_max(model)), scale=scale), out)}
     if npz:
-        np.savez_compressed(npz, x=images)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, x=images)
+        files[Path(npz)] = buf.getvalue()
+    write_files(files)
 
 
 def cmd_sample(a) -> int:
@@ -333,7 +369,7 @@ def cmd_sample(a) -> int:
     save_samples(model, model.to_uint8(x), a.out, a.npz)
     if a.json:
         print(json.dumps({"samples": a.n, "out": a.out, "npz": a.npz, "seconds": round(seconds, 3),
-                          "seconds_per_image": round(seconds / a.n, 4), "mcmc": report or None}))
+                          "seconds_per_image": round(seconds / a.n, 4), "redrawn": a.redrawn, "mcmc": report or None}))
         return 0
     _mcmc_report(report)
     print(f"wrote {a.n} samples to {a.out}" + (f" and {a.npz}" if a.npz else "") + f" in {seconds:.1f} s")
@@ -364,11 +400,12 @@ def cmd_super_resolve(a) -> int:
         low = box_downsample(image, a.downsample)
     gen = torch.Generator().manual_seed(a.seed)
     report: list[dict] = []
+    redrawn: list[int] = []
     bars = _LevelBars(model, mcmc is not None and not a.json)
     t0 = time.perf_counter()
     try:
         high = model.super_resolve(low, temperature, generator=gen, solver=solver, size=a.size, mcmc=mcmc,
-                                   report=report, progress=bars)
+                                   report=report, progress=bars, redrawn=redrawn)
     finally:
         bars.close()
     seconds = time.perf_counter() - t0
@@ -383,7 +420,7 @@ def cmd_super_resolve(a) -> int:
     save_png(a.out, to_display(out, dmax))
     if a.json:
         print(json.dumps({"out": a.out, "input": [low.shape[2], low.shape[1]], "output": [high.shape[2], high.shape[1]],
-                          "seconds": round(seconds, 3), "mcmc": report or None}))
+                          "seconds": round(seconds, 3), "redrawn": sum(redrawn), "mcmc": report or None}))
         return 0
     _mcmc_report(report)
     print(f"wrote {high.shape[2]}x{high.shape[1]} super-resolution of a {low.shape[2]}x{low.shape[1]} image to "
@@ -428,14 +465,15 @@ def _load_plain(a):
 
 def cmd_info(a) -> int:
     from waveletflow.models import build_model, load, mrcnf_config, waveletflow_config
-    from waveletflow.models.config import MRCNF_PRESETS, PRESETS
+    from waveletflow.models.config import MRCNF_PRESETS, PRESET_SOURCES, PRESETS
 
     if a.channels not in (1, 3) or (a.image_size is not None and a.image_size < 2):
         raise UserInputError("--channels must be 1 or 3 and --image-size at least 2")
+    source = None
     if a.run in PRESETS and not Path(a.run).exists():  # a preset's model, before any training
         side = int(a.run.split("x")[0])
         model = build_model("waveletflow", waveletflow_config((a.channels, side, side), 8, preset=a.run))
-        run = None
+        run, source = None, PRESET_SOURCES.get(a.run)
     elif a.run in MRCNF_PRESETS and not Path(a.run).exists():
         side = a.image_size or 32
         model = build_model("mrcnf", mrcnf_config((a.channels, side, side), 8, preset=a.run))
@@ -444,6 +482,14 @@ def cmd_info(a) -> int:
         model = load(a.run, allow_untrained=True)
         run = RunDir(a.run)
     info = model.describe()
+    if source:
+        info["source"] = source
+    if run is not None:
+        try:
+            saved = run.read_run()
+        except UserInputError:  # a corrupt run.json: the model is still described
+            saved = {}
+        info.update({k: saved[k] for k in ("capacity", "training") if isinstance(saved.get(k), dict)})
     for lv in info["levels"] if run is not None else []:
         try:
             state = run.read_state(lv["level"])
@@ -460,6 +506,8 @@ def cmd_info(a) -> int:
     conv = getattr(model, "convention", None)
     if conv:
         print(f"Haar convention: {conv}")
+    if source:
+        print(f"preset {a.run}: {source}")
     try:
         prepared = run.data_options() if run is not None else {}
     except UserInputError:  # a corrupt run.json: the model is still described
@@ -467,6 +515,8 @@ def cmd_info(a) -> int:
     if prepared:
         how = {"image_size": "resized to {v}x{v}", "crop": "{v}x{v} crops (random in training, centred in evaluation)"}
         print("images: " + ", ".join(how[k].format(v=v) for k, v in prepared.items()))
+    for line in _training_lines(info):
+        print(line)
     for lv in info["levels"]:
         text = _state_text(lv) if run is not None else (
             "whole images" if lv.get("crop") is None else f"trains on {lv['crop']}x{lv['crop']} crops")
@@ -474,15 +524,45 @@ def cmd_info(a) -> int:
     return 0
 
 
+def _training_lines(info: dict) -> list[str]:
+    """How the run's model was sized and how its last ``train`` command trained, for ``info``."""
+    from waveletflow.models.capacity import CapacityChoice
+
+    lines = []
+    cap = info.get("capacity")
+    if cap:
+        try:
+            choice = CapacityChoice(info["model_type"], str(cap["size"]), float(cap["budget_s"]), int(cap["width"]),
+                                    None if cap.get("level") is None else int(cap["level"]))
+            lines.append(f"capacity: {choice.describe()}")
+        except (KeyError, TypeError, ValueError):
+            lines.append("capacity: (unreadable record in run.json)")
+    t = info.get("training")
+    if t:
+        try:
+            groups = "; ".join(",".join(map(str, g)) for g in t["groups"])
+            limit = f"{t['time_budget']:g} s" if t.get("time_budget") is not None else f"{t['steps']} steps"
+            lines.append(f"last trained: {t['workers']} process{'es' if t['workers'] > 1 else ''} (levels {groups}; "
+                         f"threads {', '.join(map(str, t['threads']))}) on {t['device']}, precision "
+                         f"{t['precision']}, batch {t['batch_size']}{', compiled steps' if t.get('compile') else ''}, "
+                         f"{limit}")
+        except (KeyError, TypeError, ValueError):
+            lines.append("last trained: (unreadable record in run.json)")
+    return lines
+
+
 def _state_text(lv: dict) -> str:
     st = lv.get("state")
     if isinstance(st, str):
         return st  # a corrupt state.json, said as it is
-    if not isinstance(st, dict):
-        return "trained (no state.json)" if lv["trained"] else "not trained"
+    if not lv["trained"]:  # state.json may remain when the weights were removed: it describes nothing now
+        return "not trained" + (f" (no weights; state.json left from step {st['step']})"
+                                if isinstance(st, dict) and "step" in st else "")
+    if not isinstance(st, dict) or "step" not in st:
+        return "trained (no state.json)"
     val = st.get("val_bpd")
-    text = f"step {st['step']}, {st['elapsed_s']:.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
-    if st.get("best_step") is not None:
+    text = f"step {st['step']}, {st.get('elapsed_s', 0):.0f} s" + (f", validation {val:.4f} bits/dim" if val is not None else "")
+    if st.get("best_step") is not None and st.get("best_step") != st.get("step"):
         text += f" (kept: the best validation, at step {st['best_step']})"
     if len(RunDir.unit_levels(str(st.get("unit", ""))) or []) > 1:
         text += f" (trained in {st['unit']})"

@@ -365,9 +365,12 @@ def load_dataset(spec: str, *, image_size: int | None = None, crop: int | None =
     if crop is not None and crop < 1:
         raise UserInputError(f"--crop must be at least 1, got {crop}")
     data = _load(spec, image_size, channels, crop, root)
+    _, h, w, _ = data.x_train.shape  # None for a folder of mixed sizes, each of which _folder checked
+    if image_size is not None and not Path(spec).expanduser().is_dir() and (h, w) != (image_size, image_size):
+        raise UserInputError(f"--image-size {image_size} resizes the images of a folder; {spec} holds {w}×{h} "
+                             f"images, which are used at their own size")
     if crop is None:
         return data
-    _, h, w, _ = data.x_train.shape  # None for a folder of mixed sizes, each of which _folder checked
     if h is not None and min(h, w) < crop:
         raise UserInputError(f"{spec}: its images are {w}×{h}, smaller than the crop {crop}×{crop}")
     return replace(data, x_train=Crops(data.x_train, crop), x_test=Crops(data.x_test, crop),

@@ -114,6 +114,8 @@ def random_crop(x: Tensor, size: int | tuple[int, int], generator: torch.Generat
         raise UserInputError(f"crop {ch}×{cw} is larger than the image {h}×{w}")
     if (ch, cw) == (h, w):
         return x
-    ys = (torch.randint(0, (h - ch) // align + 1, (n,), generator=generator) * align).tolist()
-    xs = (torch.randint(0, (w - cw) // align + 1, (n,), generator=generator) * align).tolist()
-    return torch.stack([x[i, :, y : y + ch, xx : xx + cw] for i, (y, xx) in enumerate(zip(ys, xs))])
+    ys = torch.randint(0, (h - ch) // align + 1, (n,), generator=generator) * align
+    xs = torch.randint(0, (w - cw) // align + 1, (n,), generator=generator) * align
+    rows = (ys[:, None] + torch.arange(ch))[:, None, :, None].expand(n, x.shape[1], ch, w)
+    cols = (xs[:, None] + torch.arange(cw))[:, None, None, :].expand(n, x.shape[1], ch, cw)
+    return x.gather(2, rows.to(x.device)).gather(3, cols.to(x.device))

@@ -9,6 +9,7 @@ from waveletflow.layers.conditioning import EncodedCondition
 from waveletflow.layers.conv1x1 import InvConv1x1
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS, AffineCoupling, CouplingNet, GlowCouplingNet, ZeroConv2d
 from waveletflow.layers.haar import HaarStep
+from waveletflow.layers.precision import network_precision
 from waveletflow.layers.reshape import Squeeze
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SOLVERS, SolverConfig
 from waveletflow.layers.split import SplitPrior
@@ -36,4 +37,5 @@ __all__ = [
     "SplitPrior",
     "Squeeze",
     "ZeroConv2d",
+    "network_precision",
 ]

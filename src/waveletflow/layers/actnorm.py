@@ -13,7 +13,8 @@ class ActNorm(InvertibleLayer):
     """``y = (x + bias) · exp(log_scale)`` per channel (Kingma & Dhariwal 2018).
 
     Initialised from data the first time it runs forward in training mode (or explicitly with
-    :meth:`initialize`) so that the output has zero mean and unit variance per channel.
+    :meth:`initialize`) so that the output has zero mean and unit variance per channel. A compiled training
+    step (``torch.compile``) takes it as initialised: the trainer initialises every level before its first step.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6):
@@ -38,7 +39,7 @@ class ActNorm(InvertibleLayer):
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
-        if self.training and not bool(self.initialized):
+        if self.training and not torch.compiler.is_compiling() and not bool(self.initialized):
             self.initialize(x)
         y = (x + self.bias) * torch.exp(self.log_scale)
         return y, self._logdet(x)

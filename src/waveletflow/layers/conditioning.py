@@ -7,10 +7,11 @@ from torch import Tensor, nn
 
 from waveletflow.errors import UserInputError
 from waveletflow.layers.base import FlowOutput, InvertibleLayer
+from waveletflow.layers.precision import NetworkPrecision, run_network
 from waveletflow.layers.solver import SolverConfig
 
 
-class EncodedCondition(InvertibleLayer):
+class EncodedCondition(NetworkPrecision, InvertibleLayer):
     """``flow`` conditioned on ``[c, encoder(c)]`` instead of ``c``: the conditioning image and ``width`` features
     of it, computed once per call by ``depth`` 3×3 convolutions with ReLUs whose dilations double (1, 2, 4, …),
     so every coupling of the flow sees a context of ``2^(depth+1) − 1`` pixels around each position instead of
@@ -40,7 +41,7 @@ class EncodedCondition(InvertibleLayer):
 
     def encode(self, cond: Tensor) -> Tensor:
         """The conditioning image with its features appended along the channels."""
-        return torch.cat((cond, self.encoder(cond)), dim=1)
+        return torch.cat((cond, run_network(self, self.encoder, cond)), dim=1)
 
     def transform(self, x: Tensor, cond: Tensor | None = None, solver: SolverConfig | None = None) -> FlowOutput:
         self._check(x, cond)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from waveletflow.errors import UserInputError
 from waveletflow.layers.actnorm import ActNorm
 from waveletflow.layers.base import InvertibleLayer, conv_shape
+from waveletflow.layers.precision import NetworkPrecision, run_network
 
 #: coupling types: Wavelet Flow's bounded scale, Glow's sigmoid scale, and additive (volume preserving)
 COUPLINGS = ("affine", "glow", "additive")
@@ -70,8 +71,11 @@ class GlowCouplingNet(nn.Module):
         return self.out(h)
 
 
-class AffineCoupling(InvertibleLayer):
+class AffineCoupling(NetworkPrecision, InvertibleLayer):
     """Coupling layer: one part of ``x`` (plus the conditioning image) predicts a shift and scale for the rest.
+
+    The network may run in lower precision (:func:`~waveletflow.layers.precision.network_precision`); the shift,
+    the scale and the log-det are then computed from its output in ``x``'s dtype.
 
     Args:
         num_channels: channels of ``x``.
@@ -138,7 +142,7 @@ class AffineCoupling(InvertibleLayer):
         parts = [xa] if extra is None else [xa, extra.expand(xa.shape[0], -1, -1, -1)]
         if self.cond_channels:
             parts.append(cond)
-        h = self.net(torch.cat(parts, dim=1) if len(parts) > 1 else xa)
+        h = run_network(self, self.net, torch.cat(parts, dim=1) if len(parts) > 1 else xa)
         if self.coupling == "additive":
             return h, None
         shift, raw = h[:, 0::2], h[:, 1::2]

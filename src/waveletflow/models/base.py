@@ -8,6 +8,7 @@ likelihoods, objectives, latents and bits/dim are all derived from it here.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.flows import data_dependent_init, standard_normal_logp
 from waveletflow.layers import FlowOutput
 from waveletflow.layers.cnf import CNF
+from waveletflow.layers.precision import exact_float32
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.mcmc import ChainStats, MCMCOptions, nuts
 from waveletflow.metrics import level_bits_per_dim
@@ -30,6 +32,10 @@ from waveletflow.metrics import level_bits_per_dim
 #: ``progress(level, iteration, iterations)``, called by annealed sampling after every MCMC iteration
 MCMCProgress = Callable[[int, int, int], None]
 
+log = logging.getLogger("waveletflow")
+
+#: rounds of drawing again the samples that came out non-finite (:func:`finite_draws`)
+MAX_REDRAWS = 10
 #: images per batch when evaluating (``bits_per_dim``, ``waveletflow evaluate``)
 EVAL_BATCH_SIZE = 256
 #: at most this many pixels per evaluation batch (256 images of 64×64): large images are evaluated a few at a time
@@ -114,6 +120,11 @@ class FlowModel(nn.Module):
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""
         return None
 
+    def level_hw(self, level: int) -> tuple[int, int]:
+        """(height, width) of the images the flow of ``level`` transforms (of whole images): the image for a
+        one-level model."""
+        return self.image_shape[1], self.image_shape[2]
+
     def input_steps(self, levels: Sequence[int]) -> int:
         """How many Haar steps below full resolution the input of ``levels`` may be drawn (their terms only need
         the low-pass there; training draws it directly, see :meth:`prepare`). 0 unless a model type says more."""
@@ -141,9 +152,10 @@ class FlowModel(nn.Module):
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
                       size: int | None = None, mcmc: MCMCOptions | None = None,
-                      report: list[dict] | None = None, progress: MCMCProgress | None = None) -> np.ndarray:
+                      report: list[dict] | None = None, progress: MCMCProgress | None = None,
+                      redrawn: list[int] | None = None) -> np.ndarray:
         """Full-size (or ``size``-high) uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels
-        only); with ``mcmc``, each level drawn by annealed sampling (see :meth:`sample`)."""
+        only); with ``mcmc``, each level drawn by annealed sampling (see :meth:`sample`, also for ``redrawn``)."""
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
     # ----- derived from _level_terms -------------------------------------------------------------
@@ -240,7 +252,7 @@ class FlowModel(nn.Module):
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
                generator: torch.Generator | None = None, solver: SolverConfig | None = None,
                mcmc: MCMCOptions | None = None, report: list[dict] | None = None,
-               progress: MCMCProgress | None = None) -> Tensor:
+               progress: MCMCProgress | None = None, redrawn: list[int] | None = None) -> Tensor:
         """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level),
         decoded a few at a time for large images (:meth:`chunk_size`).
 
@@ -248,15 +260,23 @@ class FlowModel(nn.Module):
         is drawn from ``p(level | levels below)^γ``, γ = 1/T² (annealed sampling, Yu et al. 2020), coarse to fine,
         by NUTS in the level's latent space started from the scaled noise, one chain per image; T = 1 is exact
         sampling. ``report`` (a list) receives each level's chain statistics; ``progress`` is called after
-        every MCMC iteration."""
+        every MCMC iteration.
+
+        Never returns a non-finite image: an image whose decoding overflowed (an inverse far from the data) is
+        drawn again from new latents, up to :data:`MAX_REDRAWS` rounds, with a warning; ``redrawn`` (a list)
+        receives how many were; :class:`NonFiniteSamples` is raised if some stay non-finite (and with ``mcmc``,
+        where a chain cannot be drawn again alone)."""
         if mcmc is None:
-            z = self.sample_latent(n, temperature, generator)
             step = self.chunk_size()
-            x = torch.cat([self.decode(z[i : i + step], solver) for i in range(0, n, step)])
-            return x.clamp(0.0, 1.0 - 1e-6)
+
+            def draw(rows: Tensor) -> Tensor:
+                z = self.sample_latent(len(rows), temperature, generator)
+                return torch.cat([self.decode(z[i : i + step], solver) for i in range(0, len(rows), step)])
+
+            return finite_draws(draw, n, redrawn).clamp(0.0, 1.0 - 1e-6)
         x = self._annealed(n, None, 0, len(self.levels) - 1, self._temperatures(temperature), mcmc, generator,
                            report, progress)
-        return x.clamp(0.0, 1.0 - 1e-6)
+        return finite_draws(lambda rows: x if len(rows) == n else x[rows], n, redrawn, rounds=0).clamp(0.0, 1.0 - 1e-6)
 
     def annealed_potential(self, level: int, z: Tensor, low: Tensor | None, temperature: float) -> Tensor:
         """Minus the log target of annealed sampling of ``level`` at latents ``z`` (N, D_l) given the image below
@@ -376,16 +396,17 @@ class FlowModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         totals = torch.zeros(len(levels), dtype=torch.float64)
         nfe = None
-        try:
-            for start in range(0, n, batch_size):
-                x = self.prepare(images[start : start + batch_size], gen, data_bits)
-                self._check_images(x)
-                terms = self._level_terms(x, levels, solver)
-                lp = torch.stack([terms[v].log_prob for v in levels], dim=1).double().cpu()
-                totals += level_bits_per_dim(lp, dims, self.n_bits).sum(dim=0) * (sum(dims) / self.num_dims)
-                nfe = [terms[v].out.nfe for v in levels] if self.continuous else None
-        finally:
-            self.train(was_training)
+        with exact_float32():
+            try:
+                for start in range(0, n, batch_size):
+                    x = self.prepare(images[start : start + batch_size], gen, data_bits)
+                    self._check_images(x)
+                    terms = self._level_terms(x, levels, solver)
+                    lp = torch.stack([terms[v].log_prob for v in levels], dim=1).double().cpu()
+                    totals += level_bits_per_dim(lp, dims, self.n_bits).sum(dim=0) * (sum(dims) / self.num_dims)
+                    nfe = [terms[v].out.nfe for v in levels] if self.continuous else None
+            finally:
+                self.train(was_training)
         contrib = (totals / n).tolist()
         own = [b * self.num_dims / d for b, d in zip(contrib, dims)]
         return BitsPerDim(float(math.fsum(contrib)), contrib, own, levels, n, nfe)
@@ -408,6 +429,36 @@ class FlowModel(nn.Module):
                 for i, (name, d) in enumerate(zip(self.level_names(), self.level_dims))
             ],
         }
+
+
+class NonFiniteSamples(UserInputError):
+    """Some samples stayed non-finite (the model's inverse overflows at this temperature)."""
+
+
+def finite_draws(draw: Callable[[Tensor], Tensor], n: int, redrawn: list[int] | None = None,
+                 rounds: int | None = None) -> Tensor:
+    """``draw(rows)`` of every row 0..n-1 (images, one per row), with the rows whose image is not finite drawn
+    again (``draw`` of those rows) up to ``rounds`` times (default :data:`MAX_REDRAWS`); a warning says how many
+    were, ``redrawn`` receives the count, and :class:`NonFiniteSamples` is raised if some stay non-finite."""
+    rounds = MAX_REDRAWS if rounds is None else rounds
+    x = draw(torch.arange(n))
+    count = 0
+    for attempt in range(rounds + 1):
+        bad = (~torch.isfinite(x.reshape(n, -1)).all(dim=1)).nonzero().flatten()
+        if not len(bad):
+            break
+        if attempt == rounds:
+            raise NonFiniteSamples(
+                f"{len(bad)} of {n} samples stayed non-finite" + (f" after {rounds} redraws" if rounds else "")
+                + ": the model's inverse overflows there (sample at a lower --temperature, or train it longer)")
+        count += len(bad)
+        x[bad] = draw(bad).to(x.dtype)
+    if count:
+        log.warning("%d of %d samples were not finite (the model's inverse overflowed) and were drawn again", count,
+                    n)
+    if redrawn is not None:
+        redrawn.append(count)
+    return x
 
 
 def standard_level_term(out: FlowOutput, extra_logdet: Tensor | None = None) -> LevelTerm:

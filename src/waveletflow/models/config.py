@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from waveletflow.config import Config, check_choice, check_positive, convert, require
+from waveletflow.config import LIMITS, Config, check_choice, check_limits, check_positive, convert, require
 from waveletflow.errors import UserInputError
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
@@ -77,6 +77,7 @@ class GlowConfig(Config):
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
         check_positive(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
+        check_limits(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("coupling_net", self.coupling_net, COUPLING_NETS)
 
@@ -106,6 +107,8 @@ class GlowLevelConfig(Config):
     def __post_init__(self) -> None:
         check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
                        crop=self.crop)
+        check_limits(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
+                     cond_width=self.cond_width, cond_depth=self.cond_depth)
         check_choice("coupling", self.coupling, COUPLINGS)
         check_positive(cond_depth=self.cond_depth)
         require(self.cond_width >= 0, f"cond_width must be 0 (none) or positive, got {self.cond_width}")
@@ -182,7 +185,10 @@ class CNFLevelConfig(Config):
     def __post_init__(self) -> None:
         require(self.hidden is None or (len(self.hidden) > 0 and min(self.hidden) > 0),
                 f"hidden must list positive widths, got {self.hidden}")
+        require(self.hidden is None or len(self.hidden) <= LIMITS["cond_depth"],
+                f"hidden lists at most {LIMITS['cond_depth']} layers, got {len(self.hidden or ())}")
         check_positive(cnf_blocks=self.cnf_blocks, end_time=self.end_time)
+        check_limits(cnf_blocks=self.cnf_blocks, hidden=max(self.hidden) if self.hidden else None)
         require(self.steer is None or self.steer >= 0, f"steer must be at least 0, got {self.steer}")
 
 
@@ -235,20 +241,43 @@ class MRCNFConfig(_Pyramid, Config):
 
 
 #: Wavelet Flow presets in the spirit of the released configurations (Yu et al. 2020), scaled down for CPUs.
-#: ``levels`` lists the base flow first, then one entry per detail level, coarse to fine.
+#: ``levels`` lists the base flow first, then one entry per detail level, coarse to fine. ``28x28`` has the
+#: conditioning network on its detail levels (it won on MNIST in the benchmark of an earlier release); the finest
+#: levels of ``28x28`` and ``32x32`` have the width that won the long-budget trials of
+#: :mod:`waveletflow.models.capacity` (``--time-budget`` fits that width to a shorter budget). ``28x28-released``
+#: and ``32x32-released`` are the presets of earlier releases, for the figures measured with them (``32x32`` is
+#: ``32x32-released`` again: its released width won the trials).
 _SMALL_BASE = {"n_steps": 4, "width": 32, "n_blocks": 1, "n_scales": 1}
+_RELEASED_32 = [_SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48},
+                {"n_steps": 6, "width": 64}, {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 96}]
 PRESETS: dict[str, dict[str, Any]] = {
     "8x8": {"base_size": 1, "levels": [
         _SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 6, "width": 48}, {"n_steps": 8, "width": 64}]},
     "28x28": {"base_size": 7, "levels": [
         {"n_steps": 8, "width": 64, "n_blocks": 1, "n_scales": 1},
+        {"n_steps": 8, "width": 64, "cond_width": 32}, {"n_steps": 8, "width": 64, "cond_width": 32}]},
+    "32x32": {"base_size": 1, "levels": _RELEASED_32},
+    "28x28-released": {"base_size": 7, "levels": [
+        {"n_steps": 8, "width": 64, "n_blocks": 1, "n_scales": 1},
         {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 64}]},
-    "32x32": {"base_size": 1, "levels": [
-        _SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48},
-        {"n_steps": 6, "width": 64}, {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 96}]},
+    "32x32-released": {"base_size": 1, "levels": _RELEASED_32},
 }
-# 64×64: one more level than 32×32, trained on 32×32 crops (patch-wise training, Yu et al. 2020)
-PRESETS["64x64"] = {"base_size": 1, "levels": [*PRESETS["32x32"]["levels"], {"n_steps": 8, "width": 96, "crop": 32}]}
+# 64×64: one more level than the released 32×32, trained on 32×32 crops (patch-wise training, Yu et al. 2020)
+PRESETS["64x64"] = {"base_size": 1, "levels": [*_RELEASED_32, {"n_steps": 8, "width": 96, "crop": 32}]}
+
+#: where each preset's numbers come from: the measurement (its command) or the configuration it scales down
+PRESET_SOURCES: dict[str, str] = {
+    "8x8": "the released configurations (Yu et al. 2020), scaled down for CPUs",
+    "28x28": "the conditioning network: python -m benchmarks.run --full (README, The conditioning network); "
+             "the finest level's width: python -m benchmarks.capacity (benchmarks/results/capacity.json)",
+    "32x32": "the released configurations, scaled down for CPUs; the finest level's width confirmed by python -m "
+             "benchmarks.capacity (benchmarks/results/capacity.json)",
+    "28x28-released": "the 28x28 preset of earlier releases",
+    "32x32-released": "the 32x32 preset of earlier releases (the released configurations, scaled down for CPUs)",
+    "64x64": "the 32x32-released preset and one level on 32x32 crops (patch-wise training, Yu et al. 2020)",
+    **{f"{side}x{side}": "the released high-resolution configurations (8, 8, then 16 steps per level), scaled "
+                         "down for CPUs, with patch-wise training of the large levels" for side in (128, 256, 512, 1024)},
+}
 
 #: the largest detail patch a high-resolution level trains on (patch-wise training, Yu et al. 2020)
 HIGHRES_PATCH = 32

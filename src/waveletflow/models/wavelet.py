@@ -20,7 +20,7 @@ from waveletflow.layers import InvertibleLayer
 from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.mcmc import MCMCOptions
-from waveletflow.models.base import FlowModel, LevelTerm, MCMCProgress, standard_level_term
+from waveletflow.models.base import FlowModel, LevelTerm, MCMCProgress, finite_draws, standard_level_term
 from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
 
 
@@ -72,6 +72,10 @@ class WaveletModel(FlowModel):
 
     def level_crop(self, level: int) -> int | None:
         return self.crops[level]
+
+    def level_hw(self, level: int) -> tuple[int, int]:
+        """The base image's size for level 0, the size of the detail bands of level ``level`` ≥ 1."""
+        return self.sizes[max(0, level - 1)]
 
     # ----- the decomposition, written once -----------------------------------------------------------
     def input_steps(self, levels: Sequence[int]) -> int:
@@ -133,12 +137,14 @@ class WaveletModel(FlowModel):
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
                       size: int | None = None, mcmc: MCMCOptions | None = None,
-                      report: list[dict] | None = None, progress: MCMCProgress | None = None) -> np.ndarray:
+                      report: list[dict] | None = None, progress: MCMCProgress | None = None,
+                      redrawn: list[int] | None = None) -> np.ndarray:
         """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
 
         Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size, or the level
         size whose height is ``size``) has a Haar ``average`` low-pass equal to the input within one grey level
-        (exactly so before quantisation). Large images are decoded a few at a time (:meth:`chunk_size`).
+        (exactly so before quantisation). Large images are decoded a few at a time (:meth:`chunk_size`). An output
+        that came out non-finite is drawn again, as :meth:`sample` does (``redrawn`` receives how many were).
         """
         k = to_tensor(low)
         c = self.image_shape[0]
@@ -163,17 +169,22 @@ class WaveletModel(FlowModel):
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
         x = target * self.low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
         step = self.chunk_size()  # a few full-size images at a time
+        n = k.shape[0]
         if mcmc is not None:
-            high = self._annealed(k.shape[0], x, first, last, self._temperatures(temperature), mcmc, generator,
-                                  report, progress)
-            return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], target[i : i + step], 1.0 - 1e-6))
-                                   for i in range(0, k.shape[0], step)])
-        z = self.sample_latent(k.shape[0], temperature, generator, first_level=first)
-        z = z[:, : sum(self.level_dims[first : last + 1])]
-        return np.concatenate([
-            self.to_uint8(match_block_means(self._decode_from(x[i : i + step], z[i : i + step], first, solver),
-                                            target[i : i + step], 1.0 - 1e-6))
-            for i in range(0, k.shape[0], step)])
+            annealed = self._annealed(n, x, first, last, self._temperatures(temperature), mcmc, generator,
+                                      report, progress)
+            high = finite_draws(lambda rows: annealed if len(rows) == n else annealed[rows], n, redrawn, rounds=0)
+        else:
+            dims = sum(self.level_dims[first : last + 1])
+
+            def draw(rows: Tensor) -> Tensor:
+                z = self.sample_latent(len(rows), temperature, generator, first_level=first)[:, :dims]
+                return torch.cat([self._decode_from(x[rows[i : i + step]], z[i : i + step], first, solver)
+                                  for i in range(0, len(rows), step)])
+
+            high = finite_draws(draw, n, redrawn)
+        return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], target[i : i + step], 1.0 - 1e-6))
+                               for i in range(0, n, step)])
 
     def low_pass_scale(self, steps: int) -> float:
         """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""

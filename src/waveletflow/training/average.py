@@ -17,19 +17,23 @@ class PolyakAverage:
     def __init__(self, module: nn.Module, decay: float):
         self.module, self.decay = module, decay
         self.params: dict[str, Tensor] = {}
+        self._pairs: tuple[list[Tensor], list[Tensor]] | None = None  # (averages, parameters), for update
         self.reset()
 
     @torch.no_grad()
     def reset(self) -> None:
         """Start the average at the module's current parameters."""
         self.params = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        self._pairs = None
 
     @torch.no_grad()
     def update(self, step: int) -> None:
-        """Fold in the parameters after optimiser step ``step`` (counted from 1)."""
+        """Fold in the parameters after optimiser step ``step`` (counted from 1), all in one ``lerp``."""
         d = min(self.decay, (1 + step) / (10 + step))
-        for n, p in self.module.named_parameters():
-            self.params[n].mul_(d).add_(p.detach(), alpha=1 - d)
+        if self._pairs is None:
+            own = dict(self.module.named_parameters())
+            self._pairs = ([self.params[n] for n in own], [p.detach() for p in own.values()])
+        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1 - d)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -57,3 +61,4 @@ class PolyakAverage:
         if missing:
             raise KeyError(f"the average lacks {sorted(missing)[0]}")
         self.params = {n: state[n].to(self.params[n]).clone() for n in self.params}
+        self._pairs = None

@@ -146,12 +146,17 @@ def shard(batch_size: int, ranks: int, index: int) -> slice:
 
 
 def rendezvous_timeout() -> datetime.timedelta:
+    """:data:`RENDEZVOUS_TIMEOUT_S`, or ``WAVELETFLOW_RENDEZVOUS_TIMEOUT`` (seconds; anything else is refused)."""
     raw = os.environ.get("WAVELETFLOW_RENDEZVOUS_TIMEOUT", "")
+    if not raw:
+        return datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT_S)
     try:
-        seconds = float(raw) if raw else RENDEZVOUS_TIMEOUT_S
+        seconds = float(raw)
     except ValueError:
-        seconds = RENDEZVOUS_TIMEOUT_S
-    return datetime.timedelta(seconds=seconds if math.isfinite(seconds) and seconds > 0 else RENDEZVOUS_TIMEOUT_S)
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserInputError(f"WAVELETFLOW_RENDEZVOUS_TIMEOUT must be a positive number of seconds, got {raw!r}")
+    return datetime.timedelta(seconds=seconds)
 
 
 def init(env: DistEnv, device: str) -> str:
@@ -167,11 +172,12 @@ def init(env: DistEnv, device: str) -> str:
         raise RendezvousError(f"no torch.distributed rendezvous: {' and '.join(missing)} not set (WORLD_SIZE="
                              f"{env.world_size}); start the ranks with torchrun")
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    timeout = rendezvous_timeout()
     try:
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
         with _quiet_native_stderr():  # c10d logs each retry with a C++ stack; the outcome is said below
-            dist.init_process_group(backend, store=_store(env), rank=env.rank, world_size=env.world_size,
-                                    timeout=rendezvous_timeout(), **kwargs)
+            dist.init_process_group(backend, store=_store(env, timeout), rank=env.rank, world_size=env.world_size,
+                                    timeout=timeout, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to join is the user's rendezvous
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RendezvousError(f"cannot join the torch.distributed rendezvous at {where} as rank {env.rank} of "
@@ -179,7 +185,7 @@ def init(env: DistEnv, device: str) -> str:
     return backend
 
 
-def _store(env: DistEnv):
+def _store(env: DistEnv, timeout: datetime.timedelta):
     """The job's key-value store at ``MASTER_ADDR:MASTER_PORT`` (torchrun's agent hosts it; without torchrun, rank 0
     does), under a prefix of its own for each restart: process groups made after a restart must not find the
     addresses that the ranks of an earlier attempt left there."""
@@ -187,7 +193,7 @@ def _store(env: DistEnv):
 
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.world_size,
-                          is_master=not agent and env.rank == 0, timeout=rendezvous_timeout())
+                          is_master=not agent and env.rank == 0, timeout=timeout)
     return dist.PrefixStore(f"waveletflow/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/attempt_{env.restart}", store)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from waveletflow.errors import UserInputError
 from waveletflow.models.config import upgrade_model_meta
 from waveletflow.models.io import check_model_size, read_model_meta
-from waveletflow.rundir import CURVES_FILE, LOCK_FILE, TMP_SUFFIX, WEIGHTS_FILE, RunDir, atomic_write
+from waveletflow.rundir import CURVES_FILE, LOCK_FILE, TMP_SUFFIX, WEIGHTS_FILE, RunDir, atomic_write, write_json_atomic
 from waveletflow.training.planning import first_difference
 
 log = logging.getLogger("waveletflow")
@@ -209,13 +209,17 @@ def _copy(run: RunDir, first: RunDir, new: bool, todo: list[tuple[str, RunDir]])
     written: list[Path] = []
     try:
         if new:
-            for src, dest in ((first.model_file, run.model_file), (first.run_file, run.run_file)):
-                atomic_write(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
-                written.append(dest)
+            atomic_write(run.model_file, lambda tmp: shutil.copyfile(first.model_file, tmp))
+            written.append(run.model_file)
+            # the record of how a part's last train command trained describes that part, not the gathered run
+            info = {k: v for k, v in first.read_run().items() if k != "training"}
+            write_json_atomic(run.run_file, info)
+            written.append(run.run_file)
         for name, part in todo:
             dest, tmp = run.path / name, run.path / f"{COPY_PREFIX}{name}"
             written.append(tmp)
-            shutil.copytree(part.path / name, tmp, ignore=_IGNORE)
+            # new files, with the permissions the umask allows (not the parts' own modes)
+            shutil.copytree(part.path / name, tmp, ignore=_IGNORE, copy_function=shutil.copyfile)
             if dest.is_dir():
                 dest.rmdir()  # empty (checked)
             os.replace(tmp, dest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -12,11 +13,14 @@ from torch import Tensor
 
 from waveletflow.errors import UserInputError
 from waveletflow.metrics import LN2, bits_per_dim
+from waveletflow.training.signals import requested
 from waveletflow.training.sinks import MetricsSink, NullSink
 from waveletflow.training.unit import TrainUnit
 
 if TYPE_CHECKING:
     from waveletflow.training.distributed import DataParallel
+
+log = logging.getLogger("waveletflow")
 
 MAX_NONFINITE_LOSSES = 50
 
@@ -62,6 +66,7 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     model's regulariser, with learning-rate warm-up (and decay), gradient clipping and Polyak averaging when
     asked for.
 
+    A stop signal (:mod:`waveletflow.training.signals`) ends training after the current step, like the step count.
     A step whose loss or gradient norm is not finite is skipped (more than 50 non-finite losses in a row are an
     error). Validates every ``eval_every`` steps and at the end, writes metrics every ``log_every`` steps to
     ``sink``, and checkpoints every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; parameters that
@@ -75,20 +80,22 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     opts, model = unit.opts, unit.model
     writer = dp is None or dp.writer
     skipped, grad_norm, last_checkpoint = 0, float("nan"), time.perf_counter()
-    while True:
-        done, progress = float(stop(unit.step)), stop.progress(unit.step)
+    while True:  # a stop signal (SIGINT, SIGTERM) ends the loop after a whole step, as the step count does
+        done, progress = float(stop(unit.step) or requested() is not None), stop.progress(unit.step)
         if dp is not None:
             done, progress = dp.agree(done, progress)
         if done:
             break
         lr = unit.set_lr(progress)
+        step_start = time.perf_counter()
         x = next(batches)
         if dp is None:
-            nll, reg, nfe = model.objective(unit.levels, x, steps=unit.steps)
+            nll, reg, nfe = unit.objective(x)
             loss = nll.mean() / (unit.dims * LN2) + reg
         else:
             part = dp.slice(x)
-            nll, reg, nfe = dp.objective(part)
+            with unit.precision():
+                nll, reg, nfe = dp.objective(part)
             loss = nll.mean() * dp.scale(x.shape[0], part.shape[0]) / (unit.dims * LN2) + reg
         unit.optimizer.zero_grad(set_to_none=True)
         bad = not bool(torch.isfinite(loss))
@@ -106,6 +113,9 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
             unit.optimizer.zero_grad(set_to_none=True)
             continue
         unit.optimizer.step()
+        if opts.compile and unit.compile_s is None:  # the first step compiles the forward and backward graphs
+            unit.compile_s = time.perf_counter() - step_start
+            log.info("%s: training step compiled in %.1f s", unit.desc, unit.compile_s)
         skipped = 0
         unit.step += 1
         if unit.average is not None:

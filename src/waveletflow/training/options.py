@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -15,6 +15,16 @@ from waveletflow.errors import UserInputError
 SCHEDULES = ("dimensions", "gain")
 #: the optimisers a unit can train with
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+#: the largest seed (a unit's generator is seeded with ``seed * 1009 + its levels``, which must fit in 64 bits)
+MAX_SEED = 2**32 - 1
+#: the precisions of the coupling and conditioning networks in training (``auto``: bf16 where it is fast)
+PRECISIONS = ("auto", "fp32", "bf16")
+#: levels whose images have fewer pixels (smaller than 4×4) train in float32 also with bf16: there its casts cost
+#: more than its products save (the CIFAR-10 subset's 1×1, 2×2 and 4×4 levels, ``python -m benchmarks.throughput``)
+BF16_MIN_PIXELS = 16
+#: the batch of a training step when none is given: small on a CPU, where a step costs in proportion to its
+#: images and more, noisier steps reach a given bits/dim sooner; larger on a GPU, where a small batch leaves it idle
+AUTO_BATCH = {"cpu": 16, "cuda": 64}
 
 
 @dataclass(frozen=True)
@@ -36,16 +46,23 @@ class TrainOptions(Config):
     fraction of the unit's steps or time budget, whichever ends first (0: no decay). The defaults (Adam, ``ema``
     0.99, ``decay`` 0.3) won the ablation of the training recipe (``python -m benchmarks.run --ablation``).
     A checkpoint is written every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds; validation
-    runs every ``eval_every`` steps on ``val_images`` held-out images; with ``keep_best`` each unit's weights file
-    holds the (averaged) weights of its best validation so far (early stopping, kept across resumes), while
-    training goes on from the current ones. ``device`` is ``auto``, ``cpu`` or
-    ``cuda[:N]``. ``curves`` writes ``curves.png`` at the end; ``progress`` shows progress bars (at row
-    ``progress_position``).
+    runs every ``eval_every`` steps on ``val_images`` held-out images; with ``keep_best`` (the default) each unit's
+    weights file holds the (averaged) weights of its best validation so far (early stopping, kept across resumes),
+    while training goes on from the current ones. ``device`` is ``auto``, ``cpu`` or
+    ``cuda[:N]``. ``batch_size`` None chooses by device (:data:`AUTO_BATCH`). ``precision`` is that of the coupling
+    and conditioning networks in training steps (``bf16``: autocast bfloat16, :mod:`waveletflow.layers.precision`;
+    ``auto``: bf16 on a GPU that supports it and on a CPU with AMX units, float32 elsewhere; levels smaller than
+    4×4 always float32, where bf16 was slower); log-dets, ActNorm,
+    the 1×1 convolutions, the Haar steps, the priors, the losses, validation and every evaluation stay float32.
+    ``compile`` compiles each unit's training step with ``torch.compile`` (the checkpoints hold the plain module).
+    ``channels_last`` trains in the channels-last memory format (1.1–1.3× the images/s of a step on a CPU, measured
+    in ``benchmarks.throughput``; the weights are saved in the usual layout).
+    ``curves`` writes ``curves.png`` at the end; ``progress`` shows progress bars (at row ``progress_position``).
     """
 
     steps: int | None = None
     time_budget: float | None = None
-    batch_size: int = 64
+    batch_size: int | None = None
     lr: float = 2e-3
     warmup: int = 50
     grad_clip: float = 50.0
@@ -63,21 +80,28 @@ class TrainOptions(Config):
     ema: float = 0.99
     decay: float = 0.3
     flip: bool = False
-    keep_best: bool = False
+    keep_best: bool = True
     joint: bool = False
+    precision: str = "auto"
+    compile: bool = False
+    channels_last: bool = True
     curves: bool = True
     progress: bool = True
     progress_position: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "init_batch", "eval_every", "log_every", "checkpoint_every", "val_images"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserInputError(f"training option {name} must be at least 1, got {getattr(self, name)}")
         for name in ("steps", "warmup", "seed", "progress_position"):
             if (getattr(self, name) or 0) < 0:
                 raise UserInputError(f"training option {name} must not be negative, got {getattr(self, name)}")
+        if self.seed > MAX_SEED:
+            raise UserInputError(f"training option seed must be at most {MAX_SEED}, got {self.seed}")
         if self.schedule not in SCHEDULES:
             raise UserInputError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         for name in ("ema", "decay"):
@@ -97,8 +121,52 @@ class TrainOptions(Config):
         return lr
 
     def optimizer_for(self, params) -> torch.optim.Optimizer:
-        """A new optimiser of the kind asked for."""
-        return OPTIMIZERS[self.optimizer](params, lr=self.lr)
+        """A new optimiser of the kind asked for; Adam's fused implementation (one kernel for every parameter,
+        instead of a loop over them: its step took 6–12% of a small level's training step on a CPU)."""
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, fused=True)
+        return OPTIMIZERS[self.optimizer](params, lr=self.lr, foreach=True)
+
+
+    def resolved(self) -> TrainOptions:
+        """These options with the device, the batch and the precision decided (``auto`` and None replaced)."""
+        device = resolve_device(self.device)
+        batch = self.batch_size if self.batch_size is not None else AUTO_BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        precision = resolve_precision(self.precision, device)
+        return replace(self, device=device, batch_size=batch, precision=precision)
+
+    def network_dtype(self, pixels: int | None = None) -> torch.dtype | None:
+        """The autocast dtype of the networks in training steps (None: float32), for a level whose images have
+        ``pixels`` pixels: float32 below :data:`BF16_MIN_PIXELS`, where bfloat16 was slower."""
+        if self.precision == "auto":
+            raise ValueError("resolve the options first (TrainOptions.resolved)")
+        small = pixels is not None and pixels < BF16_MIN_PIXELS
+        return torch.bfloat16 if self.precision == "bf16" and not small else None
+
+
+def bf16_is_fast(device: str) -> bool:
+    """Whether bfloat16 networks train faster than float32 ones on ``device``: a CUDA GPU that supports bfloat16,
+    or a CPU with AMX tile units (Intel Sapphire Rapids and later; measured in ``benchmarks.throughput``). A CPU
+    with AVX-512 BF16 but no AMX is not counted: it was not measured."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # an older torch: ask the kernel
+        try:
+            with open("/proc/cpuinfo") as f:
+                return "amx_bf16" in f.read().split()
+        except OSError:
+            return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → ``bf16`` where :func:`bf16_is_fast`, else ``fp32``; ``bf16`` on a GPU without it is refused."""
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    if precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise UserInputError("--precision bf16: this GPU does not support bfloat16; use --precision fp32")
+    return precision
 
 
 def resolve_device(device: str) -> str:

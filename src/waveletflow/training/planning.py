@@ -56,7 +56,8 @@ class Job:
 class Plan:
     """The jobs that train a run's levels, and what they need besides the user's options.
 
-    ``trained`` are the levels the existing run holds already (left out of the jobs); ``image_size`` and ``crop``
+    ``trained`` are the levels the existing run holds already (left out of the jobs), ``started`` those of them
+    whose folder holds neither weights nor a checkpoint (a trainer stopped before its first); ``image_size`` and ``crop``
     are how the data must be prepared (from the run's ``run.json`` where not given), to be passed to every job.
     """
 
@@ -65,6 +66,7 @@ class Plan:
     n_levels: int
     jobs: list[Job]
     trained: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
     existing: bool = False
     image_size: int | None = None
     crop: int | None = None
@@ -94,9 +96,11 @@ def plan_jobs(out: str | Path, level_dims: list[int], levels: list[int], nodes: 
 
 
 def model_meta(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
-               n_bits: int | None = None, preset: str | None = None) -> dict[str, Any]:
-    """The ``model.json`` content that ``train`` writes for a new run on ``data`` with these model options."""
-    name, config = new_config(data, model_type, overrides, n_bits, preset)
+               n_bits: int | None = None, preset: str | None = None, budget_s: float | None = None,
+               device: str = "cpu") -> dict[str, Any]:
+    """The ``model.json`` content that ``train`` writes for a new run on ``data`` with these model options (and
+    the capacity a time budget fits, :func:`~waveletflow.training.run.new_config`)."""
+    name, config, _ = new_config(data, model_type, overrides, n_bits, preset, budget_s, device)
     return {"version": MODEL_FORMAT, "model_type": name, "config": config.to_dict()}
 
 
@@ -134,10 +138,21 @@ def held_levels(run: RunDir) -> list[int]:
     return sorted(held)
 
 
+def saved_levels(run: RunDir) -> list[int]:
+    """The levels of a run that hold weights, or whose unit holds a checkpoint (the others' folders were left by a
+    trainer stopped before its first checkpoint)."""
+    out = set(v for v in held_levels(run) if run.has_weights(v))
+    for d in run.unit_dirs():
+        levels = RunDir.unit_levels(d.name) or []
+        if levels and run.has_checkpoint(levels):
+            out.update(levels)
+    return sorted(out)
+
+
 def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: str = "all",
          model_type: str | None = None, overrides: dict[str, Any] | None = None, n_bits: int | None = None,
          preset: str | None = None, seed: int = 0, image_size: int | None = None, crop: int | None = None,
-         data: ImageDataset | None = None) -> Plan:
+         data: ImageDataset | None = None, budget_s: float | None = None, device: str = "cpu") -> Plan:
     """Plan the jobs that train the levels ``level_spec`` of the run ``out`` (a new one made from the data and the
     model options, as ``train`` makes it, or an existing one) in ``nodes`` jobs. Writes nothing.
 
@@ -146,7 +161,8 @@ def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: 
     refused): the model options must make its ``model.json``, and ``seed`` and the data must be those of its
     ``run.json`` (its ``image_size`` and ``crop`` are used where not given); levels it holds already are left out
     (asking for them is refused: resume them with ``train``). Part folders left by earlier jobs must hold the
-    same model (the jobs then resume them).
+    same model (the jobs then resume them). ``budget_s`` and ``device`` fit the capacity of a new run's model as
+    each job's ``train`` fits it (an existing run keeps the capacity its ``run.json`` records).
     """
     run = RunDir(out)
     if run.path.name in ("", "..") or run.path.exists() and not run.path.is_dir():
@@ -160,20 +176,29 @@ def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: 
     elif not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
     data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
-    meta = model_meta(data, model_type, overrides, n_bits, preset)
+    if existing:  # the budget that fitted the run's model, if one did
+        budget_s = (info.get("capacity") or {}).get("budget_s")
+    meta = model_meta(data, model_type, overrides, n_bits, preset, budget_s, device)
     model = check_model_size(meta["model_type"], _config(meta), "the model config")
     n = len(model.levels)
     asked = parse_levels(level_spec, n)
     trained: list[int] = []
+    started: list[int] = []
     if existing:
         _check_same_run(run, meta, info, data, seed, image_size, crop)
         trained = held_levels(run)
+        started = [v for v in trained if v not in saved_levels(run)]
         if level_spec != "all":
             clash = [v for v in asked if v in trained]
             if clash:
                 raise UserInputError(f"level {clash[0]} is in {run} already ({run.level_dir(clash[0]).name}/); resume "
                                      f"it there with 'waveletflow train', or move its folder away to train it in a job")
         asked = [v for v in asked if v not in trained]
+        if not asked and started:
+            raise UserInputError(f"level {started[0]} of {run} has a folder without weights or a checkpoint "
+                                 f"({run.level_dir(started[0]).name}/, left by a trainer stopped before its first): "
+                                 f"resume it with 'waveletflow train --out {run} ...', or move that folder away to "
+                                 f"plan it")
         if not asked:
             raise UserInputError(f"every level of {run} is there already; resume them with 'waveletflow train --out "
                                  f"{run} ...' (one trainer), or move level folders away to train them again in jobs")
@@ -181,7 +206,7 @@ def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: 
     for i, job in enumerate(jobs):
         _check_part(RunDir(job.out), meta)
         jobs[i] = replace(job, resumes=RunDir(job.out).is_model())
-    return Plan(run.path, meta["model_type"], n, jobs, trained, existing, image_size, crop)
+    return Plan(run.path, meta["model_type"], n, jobs, trained, started, existing, image_size, crop)
 
 
 def _config(meta: dict[str, Any]) -> Any:

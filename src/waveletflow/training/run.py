@@ -13,6 +13,7 @@ import torch
 from waveletflow.data import Crops, ImageDataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, default_config
+from waveletflow.models.capacity import CapacityChoice, fit_capacity
 from waveletflow.models.io import check_model_size, read_model_meta, write_model_meta
 from waveletflow.rundir import LOCK_FILE, RunDir
 
@@ -22,7 +23,8 @@ log = logging.getLogger("waveletflow")
 def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
                 overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0,
                 level_spec: str = "all", preset: str | None = None, image_size: int | None = None,
-                crop: int | None = None, allow_other_data: bool = False) -> tuple[str, Any]:
+                crop: int | None = None, allow_other_data: bool = False, budget_s: float | None = None,
+                device: str = "cpu") -> tuple[str, Any]:
     """Create the run folder (``model.json``, ``run.json``), or check that an existing one fits the data.
 
     Args:
@@ -37,6 +39,8 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
             ``run.json`` as the defaults of later commands.
         allow_other_data: let an existing run go on with data other than it was made with (see
             :func:`check_data`).
+        budget_s, device: the time budget and device of the command; they fit the capacity of a new run's model
+            (:func:`~waveletflow.models.capacity.fit_capacity`; the choice is kept in ``run.json``).
     Returns:
         The model type and config of the run.
     """
@@ -58,19 +62,25 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
         raise UserInputError(f"{run} is a file, not a folder; choose another --out")
     if not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
-    name, config = new_config(data, model_type, overrides, n_bits, preset)
+    name, config, choice = new_config(data, model_type, overrides, n_bits, preset, budget_s, device)
     # validate the config and the levels asked for before anything is written
     parse_levels(level_spec, len(check_model_size(name, config, "the model config").levels))
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_run(data_spec, data.n_bits, val_size=min(1000, max(1, len(data.x_train) // 10)), seed=seed,
-                  image_size=image_size, crop=crop, fingerprint=data.fingerprint())
+                  image_size=image_size, crop=crop, fingerprint=data.fingerprint(),
+                  capacity=None if choice is None else choice.to_dict())
+    if choice is not None:
+        log.info("model: %s", choice.describe())
     write_model_meta(run.path, name, config)
     return name, config
 
 
 def new_config(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
-               n_bits: int | None = None, preset: str | None = None) -> tuple[str, Any]:
-    """The model type and config of a new run on ``data`` with these model options (see :func:`prepare_run`)."""
+               n_bits: int | None = None, preset: str | None = None, budget_s: float | None = None,
+               device: str = "cpu") -> tuple[str, Any, CapacityChoice | None]:
+    """The model type and config of a new run on ``data`` with these model options (see :func:`prepare_run`), and
+    the capacity that the time budget chose (None where the config is the type's default as it is: with a preset
+    or config overrides, without a budget, or where no capacity was measured)."""
     if n_bits is not None and n_bits < 1:
         raise UserInputError(f"--n-bits must be at least 1, got {n_bits}")
     bits = n_bits or data.n_bits
@@ -78,9 +88,12 @@ def new_config(data: ImageDataset, model_type: str | None = None, overrides: dic
         raise UserInputError(f"--n-bits {bits} is more than the data's {data.n_bits} bits")
     name = model_type or DEFAULT_MODEL_TYPE
     config = default_config(name, data.image_shape, bits, overrides, preset)
+    choice = None if overrides or preset else fit_capacity(name, data.image_shape, budget_s, device)
+    if choice is not None:
+        config = default_config(name, data.image_shape, bits, choice.apply(config))
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
-    return name, config
+    return name, config, choice
 
 
 def data_options(run: RunDir, image_size: int | None, crop: int | None) -> tuple[int | None, int | None]:

@@ -7,6 +7,7 @@ by slice to the level whose contribution is falling fastest per second (:class:`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -30,6 +31,40 @@ def group_levels(weights: dict[int, float], n_groups: int) -> list[list[int]]:
         groups[g].append(level)
         load[g] += weights[level]
     return sorted((sorted(g) for g in groups if g), key=lambda g: g[0])
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it, else all of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_workers(n_levels: int, device: str, cores: int, gpus: int = 0) -> int:
+    """How many level processes ``--parallel auto`` starts: one per level, at most one per core on a CPU and one
+    per GPU on CUDA (``gpus``), never more than the levels; 1 for a single level.
+
+    >>> auto_workers(3, "cpu", 2), auto_workers(6, "cpu", 16), auto_workers(1, "cpu", 8), auto_workers(6, "cuda", 16, 4)
+    (2, 6, 1, 4)
+    """
+    limit = max(1, gpus) if device.startswith("cuda") else max(1, cores)
+    return max(1, min(n_levels, limit))
+
+
+def split_threads(loads: list[float], cores: int) -> list[int]:
+    """``cores`` threads shared among workers with these ``loads``: one each, then each further thread to the
+    worker with the most load per thread (ties to the earlier one), so that the machine is used, never
+    oversubscribed (unless there are more workers than cores), and the heaviest worker is helped most.
+
+    >>> split_threads([0.69, 0.31], 2), split_threads([0.59, 0.15, 0.07, 0.07, 0.06, 0.06], 16)
+    ([1, 1], [9, 3, 1, 1, 1, 1])
+    """
+    out = [1] * len(loads)
+    for _ in range(cores - len(loads)):
+        i = max(range(len(loads)), key=lambda k: (loads[k] / out[k], -k))
+        out[i] += 1
+    return out
 
 
 @dataclass

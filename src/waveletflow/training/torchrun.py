@@ -18,6 +18,7 @@ from waveletflow.errors import RankError, ReportedElsewhere, UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.rundir import MODEL_FILE, RUN_FILE, RunDir, write_json_atomic
 from waveletflow.training import distributed as D
+from waveletflow.training import signals
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import (
@@ -67,13 +68,16 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_ty
     opts = replace(opts, device=device)
     D.init(env, device)
     try:
-        with _rank_errors(env):
+        with _rank_errors(env), signals.graceful_stop():
             results, names = _train_rank(env, RunDir(run_dir), data_spec, model_type, level_spec, opts, overrides,
                                          n_bits, image_size, data, preset, crop, allow_other_data, data_parallel)
+            stopped_by = signals.requested()
     finally:
         D.shutdown()
     if opts.curves and env.rank == 0:
         plot_curves(Path(run_dir), names=names)
+    if stopped_by is not None:  # every rank stopped its units with a checkpoint; the first one says where
+        raise signals.stopped(results, stopped_by)
     return results
 
 
@@ -93,7 +97,8 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
                 new = run.is_empty()
                 try:
                     name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed,
-                                               level_spec, preset, size, crop_, allow_other_data)
+                                               level_spec, preset, size, crop_, allow_other_data,
+                                               budget_s=opts.time_budget, device=opts.device)
                     info = run.read_run()
                     model = new_model(name, config, info.get("seed", opts.seed))
                     levels = parse_levels(level_spec, len(model.levels))

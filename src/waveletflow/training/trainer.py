@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import shutil
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,17 @@ from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.rundir import LOCK_FILE, RunDir
+from waveletflow.training import signals
 from waveletflow.training.distributed import DataParallel, DistEnv, worker_device
 from waveletflow.training.loop import Stop, fit
-from waveletflow.training.options import TrainOptions, resolve_device
+from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import (
     check_joint, check_units, data_options, new_model, parse_levels, prepare_run, split_train_val,
 )
-from waveletflow.training.schedule import MarginalGainSchedule, budget_shares, group_levels
+from waveletflow.training.schedule import (
+    MarginalGainSchedule, auto_workers, budget_shares, group_levels, split_threads, usable_cores,
+)
 from waveletflow.training.sinks import MetricsSink, NullSink
 from waveletflow.training.unit import TrainUnit
 
@@ -69,6 +71,8 @@ def _train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_image
     units = [levels] if opts.joint else [[v] for v in levels]
     results, start = [], time.perf_counter()
     for i, unit in enumerate(units):
+        if signals.requested() is not None:  # stopped: the units not yet started stay as they are
+            break
         budget = None
         if opts.time_budget is not None:
             left = opts.time_budget - (time.perf_counter() - start)
@@ -101,7 +105,7 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
                 unit.validate()
             return unit.step > step
 
-        while (nxt := schedule.next_slice()) is not None:
+        while signals.requested() is None and (nxt := schedule.next_slice()) is not None:
             level, seconds = nxt
             seconds = min(seconds, gain_s - (time.perf_counter() - start))  # the clock decides
             if seconds <= 0:
@@ -111,7 +115,7 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
                 schedule.finish(level)
                 continue
             schedule.report(level, stop.elapsed(), units[level].val_bpd * model.level_dims[level] / model.num_dims)
-        if opts.decay > 0:
+        if opts.decay > 0 and signals.requested() is None:
             open_levels = [v for v in levels if v not in schedule.finished]
             shares = budget_shares(model.level_dims, open_levels) if open_levels else {}
             for i, level in enumerate(open_levels):
@@ -126,10 +130,10 @@ def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_image
 
 
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
-          parallel: int = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
+          parallel: int | str = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
           preset: str | None = None, crop: int | None = None, allow_other_data: bool = False,
-          lock: bool = True, data_parallel: bool = True) -> list[dict[str, Any]]:
+          lock: bool = True, data_parallel: bool = True, threads: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
 
     Everything is checked before anything is written: the options, the data (against the run's ``run.json``),
@@ -140,9 +144,13 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         data_spec: the dataset (see :func:`waveletflow.data.load_dataset`); ``data``, when given, is used
             instead of loading it.
         model_type, overrides, preset, n_bits: the model of a new run (see :func:`prepare_run`).
-        parallel: train the levels in this many worker processes sharing the cores. The workers are started with
-            ``multiprocessing``'s spawn method and receive the dataset: a script that calls ``train`` with
-            ``parallel > 1`` must do so under ``if __name__ == "__main__":``.
+        parallel: train the levels in this many worker processes sharing the cores; ``"auto"`` (the CLI's
+            default): one per level, at most one per core (one per GPU on CUDA), the threads split by the levels'
+            work (:func:`~waveletflow.training.schedule.auto_workers`, :func:`~waveletflow.training.schedule.
+            split_threads`). The workers are started with ``multiprocessing``'s spawn method and receive the
+            dataset: a script that calls ``train`` with more than one worker must do so under
+            ``if __name__ == "__main__":``.
+        threads: the CPU threads (cores) the command may use in all (default: every core it may run on).
         image_size, crop: resize a folder's images to this side; train on random crops of this side (centre
             crops for validation), pixel values unchanged. A resumed run uses the ones in its ``run.json``
             unless given.
@@ -161,14 +169,16 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     opts = opts or TrainOptions()
     if opts.steps is None and opts.time_budget is None:
         raise UserInputError("give --steps or --time-budget")
-    if opts.joint and parallel > 1:
+    if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise UserInputError(f"--parallel must be 'auto' or at least 1, got {parallel!r}")
+    if opts.joint and parallel != "auto" and parallel > 1:
         raise UserInputError("--joint trains its levels together in one process; drop --parallel")
-    if parallel < 1:
-        raise UserInputError(f"--parallel must be at least 1, got {parallel}")
-    opts = replace(opts, device=resolve_device(opts.device))
+    if threads is not None and threads < 1:
+        raise UserInputError(f"--threads must be at least 1, got {threads}")
+    opts = opts.resolved()
     env = DistEnv.from_env()
     if env is not None and lock:  # a rank of a torchrun job (level workers of --parallel never are)
-        if parallel > 1:
+        if parallel != "auto" and parallel > 1:
             raise UserInputError("--parallel starts level processes of its own; under torchrun every rank is one "
                                  "already: leave --parallel out")
         from waveletflow.training.torchrun import train_torchrun
@@ -178,33 +188,85 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     run = RunDir(run_dir)
     image_size, crop = data_options(run, image_size, crop)
     data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
-    with run.lock() if lock else nullcontext():
+    with (signals.graceful_stop() if lock else nullcontext()), (run.lock() if lock else nullcontext()):
         new = run.is_empty()  # only then may a failure remove what this command wrote
         try:
             name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed,
-                                       level_spec, preset, image_size, crop, allow_other_data)
+                                       level_spec, preset, image_size, crop, allow_other_data,
+                                       budget_s=opts.time_budget, device=opts.device)
             info = run.read_run()
             model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
             levels = parse_levels(level_spec, len(model.levels))
             check_joint(model, levels, opts.joint)
             check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
+            work = Workers.plan(model, levels, parallel, opts, threads)
             if lock:
                 for path in run.remove_temporaries():
                     log.info("removed %s, left by a process stopped while saving", path)
-            results = _train_levels(run, data_spec, data, model, levels, parallel, opts, info)
+                log.info("training %s of %s: %s", "level " + str(levels[0]) if len(levels) == 1
+                         else "levels " + ",".join(map(str, levels)), run, work.describe(opts))
+                run.record_training(work.record(opts))
+            results = _train_levels(run, data_spec, data, model, levels, work, opts, info)
+            stopped_by = signals.requested() if lock else None
         except Exception:
             if new and lock:
                 _remove_new_run(run)
             raise
     if opts.curves:
         plot_curves(run.path, names=model.level_names())
+    if stopped_by is not None:
+        raise signals.stopped(results, stopped_by)
     return results
 
 
+@dataclass(frozen=True)
+class Workers:
+    """How one ``train`` command spreads its levels over processes: ``groups[i]`` are the levels worker ``i``
+    trains (in turn), with ``threads[i]`` CPU threads (None: torch's default, in this process)."""
+
+    groups: tuple[tuple[int, ...], ...]
+    threads: tuple[int | None, ...]
+
+    @classmethod
+    def plan(cls, model: FlowModel, levels: list[int], parallel: int | str, opts: TrainOptions,
+             threads: int | None) -> Workers:
+        """The workers of ``parallel`` (a count, or ``auto``) for ``levels``, balanced by their budget shares."""
+        shares = budget_shares(model.level_dims, levels)
+        cores = threads or usable_cores()
+        gpus = torch.cuda.device_count() if opts.device.startswith("cuda") else 0
+        n = 1 if opts.joint else (auto_workers(len(levels), opts.device, cores, gpus) if parallel == "auto"
+                                  else min(int(parallel), len(levels)))
+        if n <= 1:
+            return cls((tuple(levels),), (threads,))
+        groups = group_levels(shares, n)
+        return cls(tuple(map(tuple, groups)), tuple(split_threads([sum(shares[v] for v in g) for g in groups], cores)))
+
+    def describe(self, opts: TrainOptions) -> str:
+        """One line: processes and threads, precision, batch, compile."""
+        def levels(g: tuple[int, ...]) -> str:
+            return ("level " if len(g) == 1 else "levels ") + ",".join(map(str, g))
+
+        if len(self.groups) == 1:
+            t = self.threads[0] or torch.get_num_threads()
+            where = f"1 process, {t} thread{'s' if t > 1 else ''}"
+        else:
+            where = f"{len(self.groups)} processes (" + "; ".join(
+                f"{levels(g)}: {t} thread{'s' if t > 1 else ''}" for g, t in zip(self.groups, self.threads)) + ")"
+        how = f"precision {opts.precision}, batch {opts.batch_size}"
+        return f"{where} on {opts.device}; {how}" + (", compiled steps" if opts.compile else "")
+
+    def record(self, opts: TrainOptions) -> dict[str, Any]:
+        """What ``run.json`` keeps of the last ``train`` command."""
+        return {"workers": len(self.groups), "groups": [list(g) for g in self.groups],
+                "threads": [t or torch.get_num_threads() for t in self.threads], "device": opts.device,
+                "precision": opts.precision, "batch_size": opts.batch_size, "compile": opts.compile,
+                "time_budget": opts.time_budget, "steps": opts.steps}
+
+
 def _train_levels(run: RunDir, data_spec: str, data: ImageDataset, model: FlowModel, levels: list[int],
-                  parallel: int, opts: TrainOptions, info: dict[str, Any]) -> list[dict[str, Any]]:
-    if parallel > 1 and len(levels) > 1:
-        return _train_parallel(run, data_spec, data, levels, parallel, opts, budget_shares(model.level_dims, levels))
+                  work: Workers, opts: TrainOptions, info: dict[str, Any]) -> list[dict[str, Any]]:
+    if len(work.groups) > 1:
+        return _train_parallel(run, data_spec, data, work, opts)
     train_x, val_x = split_train_val(data, info["val_size"])
     args = (model, levels, run, train_x, val_x[: opts.val_images], data.n_bits, opts)
     if opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
@@ -226,29 +288,30 @@ def _remove_new_run(run: RunDir) -> None:
 
 
 # ----- level workers -------------------------------------------------------------------------------
-def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, levels: list[int], parallel: int,
-                    opts: TrainOptions, shares: dict[int, float]) -> list[dict[str, Any]]:
-    """Split levels over ``parallel`` worker processes (greedy by budget share) that share the cores; on CUDA with
-    several GPUs each worker trains on its own (``cuda:i``)."""
-    groups = group_levels(shares, parallel)
-    threads = max(1, (os.cpu_count() or 1) // len(groups))
+def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Workers,
+                    opts: TrainOptions) -> list[dict[str, Any]]:
+    """Train ``work``'s groups of levels in worker processes that share the cores; on CUDA with several GPUs each
+    worker trains on its own (``cuda:i``)."""
     ctx = multiprocessing.get_context("spawn")
+    started = time.monotonic()  # a worker's budget counts from here: its start-up is part of the command's budget
+    stop = ctx.Event()  # set at a stop signal: the workers ignore signals and follow this
     records = ctx.Queue()  # the workers' log records, shown here through this process's handlers
     relay = QueueListener(records, _Relay())
     relay.start()
     workers = []
     try:
-        for w, group in enumerate(groups):
+        for w, (group, threads) in enumerate(zip(work.groups, work.threads)):
             spec = ",".join(map(str, sorted(group)))
             receive, send = ctx.Pipe(duplex=False)
             worker_opts = replace(opts, curves=False, progress_position=w, device=worker_device(opts.device, w))
             proc = ctx.Process(target=_level_worker, name=f"waveletflow-levels-{spec}",
                                args=(send, str(run.path), data_spec, data, spec, worker_opts, threads,
-                                     records, log.getEffectiveLevel()))
+                                     records, log.getEffectiveLevel(), started, stop))
             proc.start()
             send.close()
             workers.append((spec, proc, receive))
         results, errors = [], []
+        signals.set_forward(lambda signum: stop.set() if signum is not None else _kill(workers))
         for spec, proc, receive in workers:
             try:
                 status, payload = receive.recv()
@@ -260,14 +323,20 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, levels: lis
             else:
                 errors.append(f"levels {spec}: {payload or f'stopped with exit code {proc.exitcode}'}")
     finally:
-        for _, proc, _ in workers:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
+        signals.set_forward(None)
+        _kill(workers)
         relay.stop()
     if errors:
         raise UserInputError(f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
     return sorted(results, key=lambda r: r["level"])
+
+
+def _kill(workers) -> None:
+    """Stop the level workers still running, at once."""
+    for _, proc, _ in workers:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
 
 
 class _Relay(logging.Handler):
@@ -278,9 +347,14 @@ class _Relay(logging.Handler):
 
 
 def _level_worker(conn, run_dir: str, data_spec: str, data: ImageDataset, level_spec: str, opts: TrainOptions,
-                  threads: int, records, log_level: int) -> None:
+                  threads: int, records, log_level: int, started: float, stop) -> None:
     """Body of a level worker process: train ``level_spec`` of an existing run, log through ``records`` (a queue
-    the parent reads) and send back ``("ok", summaries)`` or ``("error", one line)``."""
+    the parent reads) and send back ``("ok", summaries)`` or ``("error", one line)``. A time budget counts from
+    ``started`` (``time.monotonic`` in the parent, before the worker was started); the worker stops gracefully when
+    the parent sets ``stop`` (it ignores SIGINT and SIGTERM itself)."""
+    signals.follow(stop)
+    if opts.time_budget is not None:
+        opts = replace(opts, time_budget=max(1e-3, opts.time_budget - (time.monotonic() - started)))
     torch.set_num_threads(threads)
     log.handlers[:] = [QueueHandler(records)]
     log.setLevel(log_level)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from waveletflow.data import Crops, random_crop, random_flip
 from waveletflow.errors import UserInputError
+from waveletflow.layers.precision import network_precision, precision_layers
 from waveletflow.models import FlowModel
 from waveletflow.models.io import load_level_weights, save_level_weights
 from waveletflow.rundir import RunDir
@@ -48,6 +49,7 @@ class TrainUnit:
 
     def __init__(self, model: FlowModel, levels: int | list[int], run: RunDir, opts: TrainOptions,
                  train_images, val_images, data_bits: int, writer: bool = True):
+        opts = opts.resolved()  # the device, batch and precision decided (a no-op for resolved options)
         self.levels = [levels] if isinstance(levels, int) else sorted(levels)
         self.single = self.levels[0] if len(self.levels) == 1 else None  # a one-level unit (crops apply to it)
         self.model, self.run, self.opts, self.writer = model, run, opts, writer
@@ -60,6 +62,8 @@ class TrainUnit:
                 raise UserInputError(f"level {cropped[0]} trains on crops; joint training needs whole images")
         self.module = (model.levels[self.single] if self.single is not None
                        else torch.nn.ModuleDict({str(v): model.levels[v] for v in self.levels}))
+        if opts.channels_last:  # before the optimiser and the average see the parameters
+            self.module.to(memory_format=torch.channels_last)
         self.optimizer = opts.optimizer_for(self.module.parameters())
         self.average = PolyakAverage(self.module, opts.ema) if opts.ema > 0 else None
         seed_offset = self.single if self.single is not None else 1000 + sum(self.levels)
@@ -81,6 +85,13 @@ class TrainUnit:
         self._means: Tensor | None = None  # block means of every training image (whole-image coarse levels)
         # with keep_best: the (averaged) parameters of the best validation so far, and its figures
         self.best: dict[str, Any] | None = None
+        self._precision_layers = precision_layers(self.module)  # switched to opts.precision in training steps
+        pixels = max(model.level_hw(v)[0] * model.level_hw(v)[1] for v in self.levels)
+        self.net_dtype = opts.network_dtype(pixels)
+        self._objective = self._plain_objective
+        if opts.compile:  # the function is compiled, not the module: its state dict keeps its plain names
+            self._objective = torch.compile(self._plain_objective, dynamic=False)
+        self.compile_s: float | None = None  # seconds of the first (compiling) training step, with opts.compile
 
     # ----- start or resume ---------------------------------------------------------------------------
     def open(self) -> TrainUnit:
@@ -169,7 +180,7 @@ class TrainUnit:
             x = self.model.prepare(images, self.generator, self.data_bits, steps=self.steps)
         if self.opts.flip:
             x = random_flip(x, self.generator)
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.opts.channels_last else x
 
     def _cache_means(self) -> bool:
         """Compute (once) the block means of every training image at the levels' input size, if they fit in
@@ -186,6 +197,19 @@ class TrainUnit:
         self._means = torch.cat([self.model.block_means(self.train_images[np.arange(i, min(n, i + chunk))],
                                                         self.steps, self.data_bits) for i in range(0, n, chunk)])
         return True
+
+    def precision(self):
+        """A context in which the unit's coupling and conditioning networks run in the training precision."""
+        return network_precision(self._precision_layers, self.net_dtype)
+
+    def objective(self, x: Tensor):
+        """The unit's training objective on batch ``x`` (:meth:`FlowModel.objective`) in the training precision,
+        compiled with ``opts.compile``."""
+        with self.precision():
+            return self._objective(x)
+
+    def _plain_objective(self, x: Tensor):
+        return self.model.objective(self.levels, x, steps=self.steps)
 
     def batches(self) -> Iterator[Tensor]:
         """Training batches of ``opts.batch_size``, drawn when asked for."""
@@ -304,4 +328,6 @@ class TrainUnit:
             out.update(val_bpd=self.best["val_bpd"], best_step=self.best["step"], last_val_bpd=self.val_bpd)
             if self.single is None:
                 out["levels_val_bpd"] = self.best["levels_val_bpd"]
+        if self.compile_s is not None:
+            out["compile_s"] = round(self.compile_s, 2)
         return out
