@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.machine import machine
+from benchmarks import rows as rowfile
 from benchmarks.readme import write_block
 from waveletflow.models.config import PRESETS
 
@@ -83,16 +84,6 @@ def trials(datasets=tuple(DATA), models=tuple(WIDTHS)) -> list[Trial]:
     return sorted(out, key=lambda t: (-t.budget_s, t.dataset, t.model, t.width))
 
 
-def load(path: Path | None = None) -> dict:
-    path = path or RESULTS
-    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
-
-
-def save(result: dict, path: Path | None = None) -> None:
-    path = path or RESULTS
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def _score(trial: Trial, run: Path) -> dict:
@@ -108,7 +99,7 @@ def _score(trial: Trial, run: Path) -> dict:
 
 def run_trials(todo: list[Trial], work: Path, at_once: int = 2) -> None:
     """Run the trials not yet in the result file, ``at_once`` at a time, each row saved as it ends."""
-    done = {r["key"] for r in load()["rows"]}
+    done = {r["key"] for r in rowfile.load(RESULTS)["rows"]}
     todo = [t for t in todo if t.key not in done]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     bin_dir = Path(sys.executable).parent
@@ -134,10 +125,7 @@ def run_trials(todo: list[Trial], work: Path, at_once: int = 2) -> None:
             row = {"key": t.key, "dataset": t.dataset, "model": t.model, "width": t.width, "budget_s": t.budget_s,
                    "seed": t.seed, "wall_s": round(wall, 1), **_score(t, run), "config": t.config(),
                    "command": " ".join(shown).replace(str(SHARED), "DATA")}
-            result = load()
-            result.setdefault("machine", machine(threads=1))
-            result["rows"] = [r for r in result["rows"] if r["key"] != t.key] + [row]
-            save(result)
+            rowfile.add(RESULTS, row, machine(threads=1))
             print(f"[capacity] {t.key}: {row['steps']} steps, validation {row['val_bpd']}", flush=True)
 
 
@@ -182,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not a.report:
         run_trials(trials(a.datasets.split(","), a.models.split(",")), Path(a.work))
-    text = markdown(load())
+    text = markdown(rowfile.load(RESULTS))
     if a.readme:
         write_block(a.readme, "capacity", text)
     print(text, end="")

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import machine
+from benchmarks import rows as rowfile
 from benchmarks.readme import write_block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,16 +59,6 @@ def key(dataset: str, model: str, budget: int, seed: int) -> str:
     return f"{dataset}/{model}/{budget}s/seed{seed}"
 
 
-def load(path: Path | None = None) -> dict:
-    path = path or RESULTS
-    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
-
-
-def save(result: dict, path: Path | None = None) -> None:
-    path = path or RESULTS
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def commands(dataset: str, model: str, budget: int, seed: int, run: Path) -> tuple[list[str], list[str]]:
@@ -112,17 +103,12 @@ def run_one(dataset: str, model: str, budget: int, seed: int, work: Path) -> dic
 
 
 def run_all(todo, work: Path) -> None:
-    result = load()
-    result.setdefault("machine", machine())
-    done = {r["key"] for r in result["rows"]}
+    done = {r["key"] for r in rowfile.load(RESULTS)["rows"]}
     for dataset, model, budget, seed in todo:
         if key(dataset, model, budget, seed) in done:
             continue
         row = run_one(dataset, model, budget, seed, work)
-        result = load()
-        result.setdefault("machine", machine())
-        result["rows"] = [r for r in result["rows"] if r["key"] != row["key"]] + [row]
-        save(result)
+        rowfile.add(RESULTS, row, machine())
         print(f"[defaults] {row['key']}: {row['test_bpd']:.4f} bits/dim ({row['wall_s']:.0f} s)", flush=True)
 
 
@@ -245,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not a.report:
         run_all(plan(a.datasets.split(","), [int(s) for s in a.seeds.split(",")]), Path(a.work))
-    text = markdown(load())
+    text = markdown(rowfile.load(RESULTS))
     if a.readme:
         write_block(a.readme, "defaults", text)
     print(text, end="")

@@ -1,0 +1,24 @@
+"""Result files made of keyed rows, one per run: read, and a row added atomically.
+
+A benchmark that is killed resumes from its file: the rows already there are not run again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def load(path: Path) -> dict:
+    """The result file at ``path``, or an empty one (``{"rows": []}``)."""
+    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
+
+
+def add(path: Path, row: dict, machine: str) -> None:
+    """Put ``row`` into the file (replacing a row of the same ``key``); the file records the machine it first ran on."""
+    result = load(path)
+    result.setdefault("machine", machine)
+    result["rows"] = [r for r in result["rows"] if r["key"] != row["key"]] + [row]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
