@@ -181,9 +181,16 @@ def markdown(result: dict) -> str:
             if vals["waveletflow"] and glows:
                 best = min(glows, key=lambda m: statistics.mean(glows[m]))
                 lead = statistics.mean(glows[best]) - statistics.mean(vals["waveletflow"])
-                beyond = max(vals["waveletflow"]) < min(glows[best])
-                verdict = (f"{lead:+.3f} ({'every seed' if beyond else 'not in every seed'}; "
-                           f"{NAMES[best]})")
+                wf, glow = vals["waveletflow"], glows[best]
+                if min(len(wf), len(glow)) < 2:
+                    how = "one seed: no spread yet"
+                elif max(wf) < min(glow):
+                    how = "ahead in every seed"
+                elif min(wf) > max(glow):
+                    how = "behind in every seed"
+                else:
+                    how = "within the seeds' spread"
+                verdict = f"{lead:+.3f} ({how}; against {NAMES[best]})"
             lines.append(f"| {d} | {b} s | " + " | ".join(cell(vals[m]) for m in NAMES) + f" | {verdict} |")
     lines += ["", "Parameters and steps of the default models (seed 0):", "",
               "| data | budget | model | parameters | capacity | optimiser steps per level |", "| --- " * 6 + "|"]

@@ -123,10 +123,13 @@ class TrainOptions(Config):
     def optimizer_for(self, params) -> torch.optim.Optimizer:
         """A new optimiser of the kind asked for; Adam's fused implementation (one kernel for every parameter,
         instead of a loop over them: its step took 6–12% of a small level's training step on a CPU)."""
+        params = list(params)
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, fused=True)
+            try:
+                return torch.optim.Adam(params, lr=self.lr, fused=True)
+            except RuntimeError:  # a torch without the fused kernel for this device (CPU before 2.4)
+                pass
         return OPTIMIZERS[self.optimizer](params, lr=self.lr, foreach=True)
-
 
     def resolved(self) -> TrainOptions:
         """These options with the device, the batch and the precision decided (``auto`` and None replaced)."""
