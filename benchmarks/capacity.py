@@ -166,13 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--models", default=",".join(WIDTHS))
     p.add_argument("--work", default="runs/capacity", help="folder of the trials' run folders")
-    p.add_argument("--readme", help="also write the table into this file between its capacity markers")
+    p.add_argument("--readme", nargs="+", metavar="FILE",
+                   help="also write the table into these Markdown files, between their capacity markers")
     a = p.parse_args(argv)
     if not a.report:
         run_trials(trials(a.datasets.split(","), a.models.split(",")), Path(a.work))
     text = markdown(rowfile.load(RESULTS))
-    if a.readme:
-        write_block(a.readme, "capacity", text)
+    for page in a.readme or []:
+        write_block(page, "capacity", text)
     print(text, end="")
     return 0
 

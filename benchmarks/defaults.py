@@ -10,7 +10,7 @@ every other choice (processes, threads, precision, batch, capacity, the kept wei
 
     python -m benchmarks.defaults                       # every run (resumable: rows in the result file are kept)
     python -m benchmarks.defaults --report              # the tables, from the result file
-    python -m benchmarks.defaults --report --readme README.md   # and into README.md between its markers
+    python -m benchmarks.defaults --report --readme README.md docs/results/performance.md   # and into those pages
 
 Writes ``benchmarks/results/defaults.json``; the run folders go to ``--work`` (default ``runs/defaults``).
 """
@@ -231,7 +231,8 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="only print the tables of the result file")
-    p.add_argument("--readme", help="with --report: write the tables into this file between its markers")
+    p.add_argument("--readme", nargs="+", metavar="FILE",
+                   help="also write the table into these Markdown files, between their defaults markers")
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--work", default="runs/defaults")
@@ -239,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.report:
         run_all(plan(a.datasets.split(","), [int(s) for s in a.seeds.split(",")]), Path(a.work))
     text = markdown(rowfile.load(RESULTS))
-    if a.readme:
-        write_block(a.readme, "defaults", text)
+    for page in a.readme or []:
+        write_block(page, "defaults", text)
     print(text, end="")
     return 0
 

@@ -2,7 +2,7 @@
 passes over only the chains still moving against passes over every chain.
 
 For every level of a trained run, both samplers draw from the same annealed target
-(``model.annealed_potential``: ``p(level | low)^(1/T²)`` in the level's latent space, the low-pass drawn once by
+(``waveletflow.sampling.annealed_potential``: ``p(level | low)^(1/T²)`` in the level's latent space, the low-pass drawn once by
 exact sampling), with the same settings (10 warm-up iterations of dual-averaging step-size adaptation towards an
 acceptance of 0.6, 30 sampling iterations, maximum tree depth 10, identity mass matrix, one chain per image,
 started from temperature-scaled noise). Ours runs all chains in one batch; Pyro's ``MCMC`` runs one chain per
@@ -24,6 +24,7 @@ import torch
 
 from waveletflow import load
 from waveletflow.mcmc import MCMCOptions, nuts, potential_and_grad
+from waveletflow.sampling import annealed_potential
 
 
 def _pyro_chain(potential, z0: torch.Tensor, opts: MCMCOptions, seed: int) -> tuple[torch.Tensor, float]:
@@ -54,7 +55,7 @@ def measure(run: str, n: int, pyro_n: int, temperature: float, seed: int = 0,
         x = None if low is None else low
 
         def potential(z, idx, x=x, level=level):  # the chains idx are images: rows of the low-pass
-            return model.annealed_potential(level, z, None if x is None else x[idx], temperature)
+            return annealed_potential(model, level, z, None if x is None else x[idx], temperature)
 
         row = {"level": level, "name": names[level], "dims": dim}
         half = torch.arange(0, n, 2)
@@ -89,7 +90,7 @@ def measure(run: str, n: int, pyro_n: int, temperature: float, seed: int = 0,
         print(row, flush=True)
         with torch.no_grad():  # the next level's context: this level drawn exactly
             zl = temperature * torch.randn(n, dim, generator=gen)
-            low = model._invert_level(level, zl, low)[0]
+            low = model.invert_level(level, zl, low)[0]
     return {"run": run, "n": n, "pyro_n": pyro_n, "temperature": temperature, "steps": opts.steps,
             "warmup": opts.warmup, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "levels": rows}

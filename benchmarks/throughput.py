@@ -28,7 +28,7 @@ from benchmarks.machine import machine
 from benchmarks.readme import write_block
 from waveletflow.data import load_dataset
 from waveletflow.metrics import LN2
-from waveletflow.models import build_model, default_config
+from waveletflow.models import build_model
 from waveletflow.rundir import RunDir
 from waveletflow.training import TrainOptions, split_train_val
 from waveletflow.training.run import new_config
@@ -141,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("WAVELETFLOW_SHARED_DATA", str(REPO.parent / "shared" / "data")))
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--report", action="store_true", help="only print the table of the result file")
-    p.add_argument("--readme", help="also write the table into this file between its throughput markers")
+    p.add_argument("--readme", nargs="+", metavar="FILE",
+                   help="also write the table into these Markdown files, between their throughput markers")
     a = p.parse_args(argv)
     if a.report:
         text = markdown(json.loads(Path(a.out).read_text()))
-        if a.readme:
-            write_block(a.readme, "throughput", text)
+        for page in a.readme or []:
+            write_block(page, "throughput", text)
         print(text)
         return 0
     warnings.filterwarnings("ignore")
@@ -157,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         result["datasets"][dataset] = measure(dataset, Path(a.data_dir), a.device, a.steps)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
-    if a.readme:
-        write_block(a.readme, "throughput", text)
+    for page in a.readme or []:
+        write_block(page, "throughput", text)
     print(text)
     return 0
 

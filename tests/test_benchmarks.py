@@ -209,16 +209,21 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
 
 
 @pytest.mark.parametrize("name", ["defaults", "throughput", "capacity"])
-def test_readme_tables_are_generated_from_their_result_files(name):
-    """Every table between the README's markers is what its result file gives, never a hand copy."""
+def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(name):
+    """Every table between a page's markers (README and docs) is what its result file gives, never a hand copy."""
     from pathlib import Path
 
     from benchmarks import capacity, defaults, throughput
-    from benchmarks.readme import block
+    from benchmarks.readme import block, markers
 
     repo = Path(__file__).parents[1]
     module = {"defaults": defaults, "throughput": throughput, "capacity": capacity}[name]
+    pages = [p for p in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
+             if markers(name)[0] in p.read_text()]
+    assert pages, f"no page holds the {name} table"
     path = repo / "benchmarks" / "results" / f"{name}.json"
     if not path.is_file():
         pytest.skip(f"{path.name} not measured yet")
-    assert block((repo / "README.md").read_text(), name) == module.markdown(json.loads(path.read_text()))
+    table = module.markdown(json.loads(path.read_text()))
+    for page in pages:
+        assert block(page.read_text(), name) == table, page.relative_to(repo)

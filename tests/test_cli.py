@@ -144,3 +144,25 @@ def test_corrupt_and_untrained_runs_fail_cleanly(trained_run, tmp_path, capsys):
     assert code == 2 and "apply to continuous models" in err
     code, _, err = run_cli(capsys, "evaluate", trained_run, "--data", "{}".format(tmp_path / "odd.npz"))
     assert code == 2
+
+
+def test_training_log_without_a_terminal_is_plain_lines_per_level(tmp_path):
+    """With stderr not a terminal (a file, CI, Slurm) ``train`` writes no progress bar: no carriage return, and
+    a plain line for every level (its step, bits/dim, images/s), here from two level processes."""
+    import json
+
+    from conftest import TINY_WF
+
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_WF))
+    with open(tmp_path / "log", "w") as err:
+        done = subprocess.run([sys.executable, "-m", "waveletflow", "train", "--data", "digits", "--out",
+                               str(tmp_path / "run"), "--steps", "30", "--config", str(tmp_path / "tiny.json"),
+                               "--parallel", "2", "--threads", "2", "--no-curves"],
+                              stdout=subprocess.DEVNULL, stderr=err, text=True)
+    log = (tmp_path / "log").read_text()
+    assert done.returncode == 0, log
+    assert "\r" not in log and "\x1b[" not in log
+    for level in range(4):
+        lines = [ln for ln in log.splitlines() if ln.startswith(f"note: level {level}: step ")]
+        assert lines and lines[-1].startswith(f"note: level {level}: step 30/30, "), log
+        assert "bits/dim" in lines[-1] and "images/s" in lines[-1]

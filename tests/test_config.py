@@ -12,7 +12,6 @@ from waveletflow.config import from_dict, to_dict
 from waveletflow.errors import UserInputError
 from waveletflow.layers.cnf import DEFAULT_EVAL_SOLVER, SolverConfig
 from waveletflow.models.config import (
-    MODEL_FORMAT,
     PRESETS,
     CNFLevelConfig,
     GlowConfig,
@@ -21,9 +20,9 @@ from waveletflow.models.config import (
     WaveletFlowConfig,
     glow_config,
     mrcnf_config,
-    upgrade_model_meta,
     waveletflow_config,
 )
+from waveletflow.models.format import MODEL_FORMAT, upgrade_model_meta
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

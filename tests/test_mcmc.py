@@ -20,6 +20,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.mcmc import MCMCOptions, nuts
 from waveletflow.models import mrcnf, mrcnf_config, wavelet_flow, waveletflow_config
 from waveletflow.models.base import FlowModel
+from waveletflow.sampling import annealed_levels, annealed_potential, sample, super_resolve
 
 Z = 5.0  # standard errors allowed
 
@@ -122,12 +123,12 @@ class AffineModel(FlowModel):
     def level_dims(self):
         return [4]
 
-    def _invert_level(self, level, z, low):
+    def invert_level(self, level, z, low):
         x = z @ self.a.T + self.b
         return x.reshape(-1, 1, 2, 2), torch.linalg.slogdet(self.a)[1].expand(z.shape[0])
 
     def decode(self, z, solver=None):
-        return self._invert_level(0, z, None)[0]
+        return self.invert_level(0, z, None)[0]
 
 
 def test_annealed_sampling_of_an_affine_flow_is_the_tempered_gaussian():
@@ -137,7 +138,7 @@ def test_annealed_sampling_of_an_affine_flow_is_the_tempered_gaussian():
     model = AffineModel(a, b)
     t = 0.7
     report: list[dict] = []
-    x = model.sample(4000, t, generator=torch.Generator().manual_seed(0), mcmc=MCMCOptions(), report=report)
+    x = sample(model, 4000, t, generator=torch.Generator().manual_seed(0), mcmc=MCMCOptions(), report=report)
     assert_moments(x.reshape(4000, 4), b, a @ a.T * t**2)  # N(b, A Aᵀ / γ), γ = 1 / T²
     (level,) = report
     assert level["level"] == 0 and level["chains"] == 4000 and 0 < level["accept_rate"] < 1
@@ -167,7 +168,7 @@ def test_annealed_level_matches_importance_sampling_of_the_models_own_density():
     g = torch.Generator().manual_seed(10)
     with torch.no_grad():
         z = torch.randn(m, dim, generator=g, dtype=torch.float64)
-        x, logdet = model._invert_level(level, z, low.expand(m, -1, -1, -1))
+        x, logdet = model.invert_level(level, z, low.expand(m, -1, -1, -1))
         log_p = -0.5 * (z * z).sum(1) - logdet
         w = torch.softmax((gamma - 1) * log_p, 0)
     flat = x.reshape(m, -1)
@@ -178,8 +179,8 @@ def test_annealed_level_matches_importance_sampling_of_the_models_own_density():
     assert logdet.std() > 0.3  # and the level is far from affine (a constant log-det)
     # MCMC: one chain per row, the model's own annealed sampling of this level
     n = 3000
-    out = model._annealed(n, low.expand(n, -1, -1, -1), level, level, [t, t], MCMCOptions(),
-                          torch.Generator().manual_seed(11), None, None)
+    out = annealed_levels(model, n, low.expand(n, -1, -1, -1), level, level, [t, t], MCMCOptions(),
+                          torch.Generator().manual_seed(11))
     mc = out.reshape(n, -1)
     se = (is_var / n + is_var / ess).sqrt()
     assert ((mc.mean(0) - is_mean).abs() <= Z * se).all(), (mc.mean(0), is_mean, se)
@@ -196,8 +197,8 @@ def test_annealed_sampling_at_t1_keeps_the_exact_distribution():
     with torch.no_grad():  # unclamped images: decoded exact latents against the annealed sampler's output
         exact = model.decode(torch.randn(n, model.num_dims, generator=torch.Generator().manual_seed(0),
                                          dtype=torch.float64)).reshape(n, -1)
-    mc = model._annealed(n, None, 0, len(model.levels) - 1, [1.0] * len(model.levels), MCMCOptions(steps=5, warmup=10),
-                         torch.Generator().manual_seed(1), None, None).reshape(n, -1)
+    mc = annealed_levels(model, n, None, 0, len(model.levels) - 1, [1.0] * len(model.levels),
+                         MCMCOptions(steps=5, warmup=10), torch.Generator().manual_seed(1)).reshape(n, -1)
     se = (exact.var(0) / n + mc.var(0) / n).sqrt()
     assert ((mc.mean(0) - exact.mean(0)).abs() <= Z * se).all()
     se_var = (2 * exact.var(0) ** 2 / n * 2).sqrt() * 1.5
@@ -211,7 +212,7 @@ def test_annealed_potential_gradient_matches_finite_differences(level):
     low = None if level == 0 else torch.rand(2, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     z = torch.randn(2, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     z.requires_grad_(True)
-    u = model.annealed_potential(level, z, low, 0.8)
+    u = annealed_potential(model, level, z, low, 0.8)
     (grad,) = torch.autograd.grad(u.sum(), z)
     h = 1e-6
     fd = torch.zeros_like(grad)
@@ -219,11 +220,11 @@ def test_annealed_potential_gradient_matches_finite_differences(level):
         for k in range(dim):
             e = torch.zeros_like(z)
             e[:, k] = h
-            fd[:, k] = (model.annealed_potential(level, z + e, low, 0.8) - model.annealed_potential(level, z - e, low, 0.8)) / (2 * h)
+            fd[:, k] = (annealed_potential(model, level, z + e, low, 0.8) - annealed_potential(model, level, z - e, low, 0.8)) / (2 * h)
     assert torch.allclose(grad, fd, rtol=1e-5, atol=1e-6)
     # and it is the tempered density: γ·½|z|² minus (γ − 1)·log|det ∂z/∂x|
     with torch.no_grad():
-        logdet = model._invert_level(level, z, low)[1]
+        logdet = model.invert_level(level, z, low)[1]
         gamma = 1 / 0.8**2
         assert torch.allclose(u, 0.5 * gamma * (z * z).sum(1) + (gamma - 1) * logdet)
 
@@ -231,22 +232,36 @@ def test_annealed_potential_gradient_matches_finite_differences(level):
 def test_model_sampling_is_seeded_and_super_resolution_keeps_the_low_pass():
     model = tiny_wf(seed=4)
     opts = MCMCOptions(steps=3, warmup=2)
-    a = model.sample(6, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
-    b = model.sample(6, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
+    a = sample(model, 6, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
+    b = sample(model, 6, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
     assert torch.equal(a, b)
     low = np.random.default_rng(0).integers(4, 28, (3, 2, 2, 1)).astype(np.uint8)
     report: list[dict] = []
-    high = model.super_resolve(low, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts, report=report)
+    high = super_resolve(model, low, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts, report=report)
     assert high.shape == (3, 4, 4, 1) and [r["level"] for r in report] == [1]
     means = high.reshape(3, 2, 2, 2, 2).astype(float).mean(axis=(2, 4))  # 2×2 block means of the output
     assert np.abs(means - low[..., 0]).max() <= 1.0
+
+
+def test_the_models_deprecated_mcmc_argument_still_samples_the_same():
+    """``model.sample(..., mcmc=)`` and ``model.super_resolve(..., mcmc=)`` warn and give what
+    :mod:`waveletflow.sampling` gives."""
+    model = tiny_wf(seed=4)
+    opts = MCMCOptions(steps=2, warmup=2)
+    with pytest.warns(DeprecationWarning, match="waveletflow.sampling.sample"):
+        old = model.sample(3, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
+    assert torch.equal(old, sample(model, 3, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts))
+    low = np.random.default_rng(0).integers(4, 28, (2, 2, 2, 1)).astype(np.uint8)
+    with pytest.warns(DeprecationWarning, match="waveletflow.sampling.super_resolve"):
+        old = model.super_resolve(low, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts)
+    assert np.array_equal(old, super_resolve(model, low, 0.9, generator=torch.Generator().manual_seed(0), mcmc=opts))
 
 
 def test_mrcnf_refuses_mcmc_in_one_line():
     pytest.importorskip("torchdiffeq")
     model = mrcnf(mrcnf_config((1, 4, 4), 5, base_size=2, hidden=[4])).eval()
     with pytest.raises(UserInputError, match="not available for mrcnf"):
-        model.sample(2, 0.9, mcmc=MCMCOptions(steps=1, warmup=0))
+        sample(model, 2, 0.9, mcmc=MCMCOptions(steps=1, warmup=0))
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def train_classifier(data: ImageDataset, steps: int = 1500, batch_size: int = 12
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, desc="training the feature classifier", leave=False)
+        bar = tqdm(total=steps, desc="training the feature classifier", leave=False, disable=None)  # none off a terminal
     net.train()
     for _ in range(steps):
         idx = np.sort(torch.randint(0, n, (batch_size,), generator=gen).numpy())

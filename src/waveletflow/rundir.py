@@ -24,18 +24,18 @@ ends), so a second trainer is refused and a killed one never leaves the run lock
 from __future__ import annotations
 
 import csv
-import errno
 import json
-import os
-import socket
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from waveletflow.errors import UserInputError
+from waveletflow.files import TMP_SUFFIX, atomic_write, read_json, write_failure, write_files, write_json_atomic
+from waveletflow.runlock import RunLock
+
+__all__ = ["RunDir", "RunLock", "atomic_write", "write_failure", "write_files", "write_json_atomic"]
 
 MODEL_FILE = "model.json"
 RUN_FILE = "run.json"
@@ -51,91 +51,6 @@ TENSORBOARD_DIR = "tensorboard"
 LEVEL_PREFIX = "level_"
 JOINT_PREFIX = "joint_"
 LOCK_FILE = ".lock"
-TMP_SUFFIX = ".tmp"
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the system tells it (Linux), else set and reset."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_failure(path: str | Path, exc: OSError) -> UserInputError:
-    """The one-line error for a file that could not be written (disk full, read-only, no permission)."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason += "; free some space and rerun the command"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason += f"; make {Path(path).parent} writable or choose another folder"
-    return UserInputError(f"cannot write {path}: {reason} (what was there before is unchanged)")
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename over it.
-
-    The file gets the permissions of a newly created file (those the umask allows). A failure to write (a full
-    disk, a read-only folder) raises :class:`UserInputError` and leaves the old file as it was.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-        os.close(fd)
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # after the write: a writer may replace the file (safetensors does)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_failure(path, exc) from None
-    except RuntimeError as exc:  # torch.save reports a failed write as a RuntimeError
-        if "write" not in str(exc).lower() and "file" not in str(exc).lower():
-            raise
-        raise write_failure(path, OSError(errno.EIO, str(exc).splitlines()[0])) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_files(contents: dict[Path, bytes]) -> None:
-    """Write several files all or none: each into a temporary file next to it first, then all renamed into place;
-    a failure (a full disk, a read-only folder) leaves every path as it was and raises :class:`UserInputError`."""
-    temps: dict[Path, str] = {}
-    try:
-        for path, data in contents.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-            temps[path] = tmp
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    except OSError as exc:
-        failed = next((p for p in contents if p not in temps), next(iter(contents)))
-        raise write_failure(getattr(exc, "filename", None) or failed, exc) from None
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-
-    atomic_write(path, write)
 
 
 #: the types of ``state.json``'s fields (numbers are never negative)
@@ -144,17 +59,6 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "val_bpd": (int, float, type(None)), "best_step": (int, type(None)), "last_val_bpd": (int, float, type(None)),
     "unit_val_bpd": (int, float, type(None)),
 }
-
-
-def _read_json(path: Path) -> Any:
-    """The JSON in ``path``; None when the file is absent; UserInputError when it is unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"corrupt {path} ({type(exc).__name__})") from None
 
 
 class RunDir:
@@ -264,7 +168,7 @@ class RunDir:
             raise UserInputError(f"no run or model at {self.path}")
         if not self.model_file.is_file():
             raise UserInputError(f"{self.path} is not a waveletflow run or model ({MODEL_FILE} is missing)")
-        meta = _read_json(self.model_file)
+        meta = read_json(self.model_file)
         if not isinstance(meta, dict):
             raise UserInputError(f"corrupt {self.model_file} (not a JSON object)")
         return meta
@@ -276,7 +180,7 @@ class RunDir:
         """``run.json``: the data spec, its bit depth, the validation size, the seed (and how the images were
         prepared: ``image_size``, ``crop``)."""
         try:
-            info = _read_json(self.run_file)
+            info = read_json(self.run_file)
         except UserInputError:
             info = None
         if not isinstance(info, dict):
@@ -337,7 +241,7 @@ class RunDir:
 
     def read_state(self, level: int) -> dict[str, Any] | None:
         """A level's ``state.json`` (None when absent); UserInputError when corrupt."""
-        state = _read_json(self.state_file(level))
+        state = read_json(self.state_file(level))
         if state is None:
             return None
         if not isinstance(state, dict):
@@ -397,7 +301,7 @@ class RunDir:
     # ----- safety ----------------------------------------------------------------------------------
     def lock(self) -> RunLock:
         """The run's trainer lock (a context manager; see :class:`RunLock`)."""
-        return RunLock(self)
+        return RunLock(self.path, LOCK_FILE)
 
     def unit_dirs(self) -> list[Path]:
         """The level and joint folders present in the run."""
@@ -458,77 +362,6 @@ class RunDir:
                     csv.writer(fh).writerows([header, *keep])
 
         atomic_write(path, write)
-
-
-class RunLock:
-    """One trainer per run: an exclusive, non-blocking ``flock`` on ``RUN/.lock``, held while training.
-
-    The operating system drops the lock when the holder ends, so a killed trainer never leaves the run locked
-    (its stale ``.lock`` file is simply reused). Entering creates the run folder when absent; leaving removes the
-    lock file, and the folder too when this lock created it and it is still empty. Where ``fcntl`` is missing
-    (Windows) there is no lock.
-    """
-
-    def __init__(self, run: RunDir):
-        self.run = run
-        self.path = run.path / LOCK_FILE
-        self._fd: int | None = None
-        self._created = False
-
-    def __enter__(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            return self
-        try:
-            self._created = not self.run.path.exists()
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            while True:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        os.close(fd)
-                        raise
-                    holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-                    os.close(fd)
-                    raise UserInputError(f"{self.run} is being trained by {holder}; wait until it ends (or stop it) "
-                                         f"and rerun the command to resume") from None
-                try:
-                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:  # not a lock file that its holder removed meanwhile
-                    break
-                os.close(fd)
-            os.ftruncate(fd, 0)
-            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
-        except OSError as exc:
-            self._remove_created()
-            raise UserInputError(f"cannot write in {self.run}: {exc.strerror or exc}; make it writable or choose "
-                                 f"another folder") from None
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            os.close(self._fd)
-            self._fd = None
-        self._remove_created()
-
-    def _remove_created(self) -> None:
-        if self._created and self.run.is_empty():
-            try:
-                if self.path.exists():
-                    self.path.unlink()
-                self.run.path.rmdir()
-            except OSError:
-                pass
 
 
 def _levels(levels: int | Sequence[int]) -> list[int]:

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from waveletflow.cli.parser import add_train
 from waveletflow.errors import UserInputError
 from waveletflow.rundir import RunDir
 
@@ -35,13 +36,10 @@ def _train_options(a: argparse.Namespace) -> TrainOptions:
 
 
 def _train_flags(a: argparse.Namespace) -> list[str]:
-    """The train flags given (those ``_add_train`` defines, but the ones plan sets per job), as arguments."""
-    from waveletflow.cli import _add_train
-
-    parser = argparse.ArgumentParser(add_help=False)
-    _add_train(parser)
+    """The train flags given (those :func:`~waveletflow.cli.parser.add_train` defines, but the ones plan sets per
+    job), as arguments."""
     out: list[str] = []
-    for action in parser._actions:
+    for action in add_train(argparse.ArgumentParser(add_help=False)):
         if action.dest in _SET_BY_PLAN or not action.option_strings:
             continue
         value = getattr(a, action.dest, None)
@@ -75,12 +73,12 @@ def _slurm_path(path: str | None) -> Path | None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from waveletflow.cli.commands import _read_overrides
+    from waveletflow.cli.common import read_overrides
     from waveletflow.training import plan, resolve_device
 
     opts = _train_options(a)
     slurm = _slurm_path(a.slurm)
-    p = plan(a.out, a.data, a.nodes, a.level, a.model, _read_overrides(a.config), a.n_bits, a.preset, opts.seed,
+    p = plan(a.out, a.data, a.nodes, a.level, a.model, read_overrides(a.config), a.n_bits, a.preset, opts.seed,
              a.image_size, a.crop, budget_s=opts.time_budget,
              device=resolve_device("auto") if opts.device == "auto" else opts.device)
     a = argparse.Namespace(**{**vars(a), "image_size": p.image_size, "crop": p.crop})

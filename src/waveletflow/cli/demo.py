@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from waveletflow.cli.commands import image_out, display_max, save_samples
+from waveletflow.cli.common import display_max, image_out, save_samples
 from waveletflow.errors import UserInputError
 from waveletflow.rundir import RunDir, write_json_atomic
 

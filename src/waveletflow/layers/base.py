@@ -114,6 +114,16 @@ class Sequential(InvertibleLayer):
 
     Raises :class:`UserInputError` when a layer's output shape does not fit the next layer's input, or when
     conditional layers disagree on the conditioning channels.
+
+    >>> import torch
+    >>> from waveletflow.layers import ActNorm, InvConv1x1, Squeeze
+    >>> flow = Sequential([Squeeze(1), ActNorm(4), InvConv1x1(4)])
+    >>> flow.in_shape, flow.out_shape
+    ((1, None, None), (4, None, None))
+    >>> x = torch.rand(2, 1, 4, 4)
+    >>> y, logdet = flow(x)
+    >>> torch.allclose(flow.inverse(y)[0], x, atol=1e-5)
+    True
     """
 
     def __init__(self, layers: Iterable[InvertibleLayer], checkpoint: bool = False):

@@ -86,6 +86,15 @@ class AffineCoupling(NetworkPrecision, InvertibleLayer):
             (needed when C = 1); ``parity`` picks which half is transformed.
         net: the network predicting shift and scale: ``residual`` (:class:`CouplingNet`, Wavelet Flow) or
             ``glow`` (:class:`GlowCouplingNet`, Glow as published).
+
+    Example (conditioned on a 2-channel image, as a Wavelet Flow detail level is on its low-pass):
+
+    >>> import torch
+    >>> layer = AffineCoupling(6, cond_channels=2, width=8)
+    >>> x, low = torch.randn(2, 6, 4, 4), torch.randn(2, 2, 4, 4)
+    >>> y, logdet = layer(x, low)
+    >>> torch.allclose(layer.inverse(y, low)[0], x, atol=1e-6), tuple(logdet.shape)
+    (True, (2,))
     """
 
     def __init__(

@@ -14,6 +14,15 @@ class HaarStep(InvertibleLayer):
 
     ``convention`` is one of :data:`waveletflow.wavelets.CONVENTIONS`; the log-det is that of
     :func:`waveletflow.wavelets.haar` (0 for ``orthonormal`` and ``unimodular``).
+
+    >>> import torch
+    >>> step = HaarStep(1)
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> y, logdet = step(x)
+    >>> tuple(y.shape), torch.allclose(y[:, :1], x.reshape(1, 1, 2, 2, 2, 2).mean((3, 5)))  # the low-pass: block means
+    ((1, 4, 2, 2), True)
+    >>> torch.allclose(step.inverse(y)[0], x, atol=1e-6)
+    True
     """
 
     def __init__(self, num_channels: int, convention: str = "average"):

@@ -10,7 +10,14 @@ from waveletflow.layers.base import InvertibleLayer, conv_shape
 
 
 class Squeeze(InvertibleLayer):
-    """(N, C, H, W) → (N, 4C, H/2, W/2), each 2×2 block moved into channels; log-det 0."""
+    """(N, C, H, W) → (N, 4C, H/2, W/2), each 2×2 block moved into channels; log-det 0.
+
+    >>> import torch
+    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y, logdet = Squeeze(1)(x)
+    >>> tuple(y.shape), float(logdet), torch.equal(Squeeze(1).inverse(y)[0], x)
+    ((1, 4, 2, 2), 0.0, True)
+    """
 
     def __init__(self, num_channels: int):
         super().__init__()

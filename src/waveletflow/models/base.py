@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,16 +26,11 @@ from waveletflow.layers import FlowOutput
 from waveletflow.layers.cnf import CNF
 from waveletflow.layers.precision import exact_float32
 from waveletflow.layers.solver import SolverConfig
-from waveletflow.mcmc import ChainStats, MCMCOptions, nuts
 from waveletflow.metrics import level_bits_per_dim
-
-#: ``progress(level, iteration, iterations)``, called by annealed sampling after every MCMC iteration
-MCMCProgress = Callable[[int, int, int], None]
+from waveletflow.models.draws import finite_draws
 
 log = logging.getLogger("waveletflow")
 
-#: rounds of drawing again the samples that came out non-finite (:func:`finite_draws`)
-MAX_REDRAWS = 10
 #: images per batch when evaluating (``bits_per_dim``, ``waveletflow evaluate``)
 EVAL_BATCH_SIZE = 256
 #: at most this many pixels per evaluation batch (256 images of 64×64): large images are evaluated a few at a time
@@ -90,7 +85,8 @@ class FlowModel(nn.Module):
         image_shape: (C, H, W) of the images.
         n_bits: bit depth of the modelled pixels.
         config: the config the model was built from (saved with it; None for a hand-built model).
-        kinetic, jacobian: weights of the RNODE penalties of continuous levels (Finlay et al. 2020).
+        kinetic: weight of the RNODE kinetic-energy penalty of continuous levels (Finlay et al. 2020).
+        jacobian: weight of the RNODE Jacobian (Frobenius norm) penalty of continuous levels.
     """
 
     levels: nn.ModuleList
@@ -143,7 +139,7 @@ class FlowModel(nn.Module):
         """Exact inverse of :meth:`encode`."""
         raise NotImplementedError
 
-    def _invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
+    def invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
         """Synthesis of one level from its flat latents ``z`` (N, D_l) given the image below it ``low`` (None for
         level 0): the image after this level and ``log|det ∂x_l/∂z_l|`` (N,) of the level's flow, differentiable
         in ``z`` (annealed sampling's target)."""
@@ -151,11 +147,10 @@ class FlowModel(nn.Module):
 
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
-                      size: int | None = None, mcmc: MCMCOptions | None = None,
-                      report: list[dict] | None = None, progress: MCMCProgress | None = None,
-                      redrawn: list[int] | None = None) -> np.ndarray:
+                      size: int | None = None, mcmc: Any = None, report: list[dict] | None = None,
+                      progress: Any = None, redrawn: list[int] | None = None) -> np.ndarray:
         """Full-size (or ``size``-high) uint8 NHWC images whose low-pass is ``low`` (models with wavelet levels
-        only); with ``mcmc``, each level drawn by annealed sampling (see :meth:`sample`, also for ``redrawn``)."""
+        only; ``redrawn`` as in :meth:`sample`; annealed: :func:`waveletflow.sampling.super_resolve`)."""
         raise UserInputError(f"a {self.model_type} model has no wavelet levels and cannot super-resolve")
 
     # ----- derived from _level_terms -------------------------------------------------------------
@@ -230,7 +225,7 @@ class FlowModel(nn.Module):
             raise UserInputError(f"this model takes images of shape {self.image_shape} (C, H, W), got {tuple(x.shape)}")
 
     # ----- sampling ------------------------------------------------------------------------------
-    def _temperatures(self, temperature: float | Sequence[float]) -> list[float]:
+    def temperatures(self, temperature: float | Sequence[float]) -> list[float]:
         n = len(self.levels)
         if isinstance(temperature, (int, float)):
             return [float(temperature)] * n
@@ -243,7 +238,7 @@ class FlowModel(nn.Module):
                       generator: torch.Generator | None = None, first_level: int = 0) -> Tensor:
         """Latents ``z ~ N(0, T_l²)`` of levels ``first_level`` and finer, level l's part scaled by its temperature."""
         p = next(self.parameters())
-        temps = self._temperatures(temperature)
+        temps = self.temperatures(temperature)
         parts = [temps[v] * torch.randn(n, self.level_dims[v], generator=generator, dtype=p.dtype).to(p.device)
                  for v in range(first_level, len(self.levels))]
         return torch.cat(parts, dim=1)
@@ -251,87 +246,27 @@ class FlowModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
                generator: torch.Generator | None = None, solver: SolverConfig | None = None,
-               mcmc: MCMCOptions | None = None, report: list[dict] | None = None,
-               progress: MCMCProgress | None = None, redrawn: list[int] | None = None) -> Tensor:
-        """``n`` images (N, C, H, W) in [0, 1) from latents at the given temperature (one, or one per level),
-        decoded a few at a time for large images (:meth:`chunk_size`).
-
-        Without ``mcmc`` the latents are scaled noise ``N(0, T²)`` (Glow's temperature). With ``mcmc`` each level
-        is drawn from ``p(level | levels below)^γ``, γ = 1/T² (annealed sampling, Yu et al. 2020), coarse to fine,
-        by NUTS in the level's latent space started from the scaled noise, one chain per image; T = 1 is exact
-        sampling. ``report`` (a list) receives each level's chain statistics; ``progress`` is called after
-        every MCMC iteration.
+               mcmc: Any = None, report: list[dict] | None = None, progress: Any = None,
+               redrawn: list[int] | None = None) -> Tensor:
+        """``n`` images (N, C, H, W) in [0, 1) from latents ``N(0, T²)`` at the given temperature (one, or one per
+        level; Glow's temperature), decoded a few at a time for large images (:meth:`chunk_size`). Annealed
+        sampling by MCMC is :func:`waveletflow.sampling.sample` (``mcmc``, ``report`` and ``progress`` here are
+        deprecated and passed on to it).
 
         Never returns a non-finite image: an image whose decoding overflowed (an inverse far from the data) is
-        drawn again from new latents, up to :data:`MAX_REDRAWS` rounds, with a warning; ``redrawn`` (a list)
-        receives how many were; :class:`NonFiniteSamples` is raised if some stay non-finite (and with ``mcmc``,
-        where a chain cannot be drawn again alone)."""
-        if mcmc is None:
-            step = self.chunk_size()
-
-            def draw(rows: Tensor) -> Tensor:
-                z = self.sample_latent(len(rows), temperature, generator)
-                return torch.cat([self.decode(z[i : i + step], solver) for i in range(0, len(rows), step)])
-
-            return finite_draws(draw, n, redrawn).clamp(0.0, 1.0 - 1e-6)
-        x = self._annealed(n, None, 0, len(self.levels) - 1, self._temperatures(temperature), mcmc, generator,
-                           report, progress)
-        return finite_draws(lambda rows: x if len(rows) == n else x[rows], n, redrawn, rounds=0).clamp(0.0, 1.0 - 1e-6)
-
-    def annealed_potential(self, level: int, z: Tensor, low: Tensor | None, temperature: float) -> Tensor:
-        """Minus the log target of annealed sampling of ``level`` at latents ``z`` (N, D_l) given the image below
-        it ``low`` (None for level 0), up to a constant: with γ = 1/T², the target ``p(x_l | low)^γ`` in latent
-        space is ``γ·log N(z; 0, I) + (γ − 1)·log|det ∂z/∂x_l|`` (N,)."""
-        gamma = 1.0 / temperature**2
-        u = 0.5 * gamma * (z * z).sum(1)
-        if gamma != 1.0:  # log|det ∂z/∂x| = −log|det ∂x/∂z|, the log-det of the level's synthesis
-            u = u + (gamma - 1.0) * self._invert_level(level, z, low)[1]
-        return u
-
-    def _annealed(self, n: int, low: Tensor | None, first: int, last: int, temps: list[float], mcmc: MCMCOptions,
-                  generator: torch.Generator | None, report: list[dict] | None,
-                  progress: MCMCProgress | None) -> Tensor:
-        """Annealed sampling of levels ``first..last`` given ``low`` (the image below ``first``; None from level
-        0), :meth:`chunk_size` chains at a time; the image after level ``last``."""
-        if self.continuous:
-            raise UserInputError(f"MCMC sampling is not available for {self.model_type} models: each step would need "
-                                 "the exact log-determinant of an ODE and its gradient; sample without --mcmc")
-        if any(temps[v] <= 0 for v in range(first, last + 1)):
-            raise UserInputError("MCMC sampling needs temperatures above 0")
-        p = next(self.parameters())
+        drawn again from new latents, up to :data:`~waveletflow.models.draws.MAX_REDRAWS` rounds, with a warning;
+        ``redrawn`` (a list) receives how many were; :class:`~waveletflow.models.draws.NonFiniteSamples` is raised
+        if some stay non-finite."""
+        if mcmc is not None:  # deprecated: annealed sampling is waveletflow.sampling's
+            return deprecated_annealed("sample", self, n, temperature, generator=generator, mcmc=mcmc,
+                                        report=report, progress=progress, redrawn=redrawn)
         step = self.chunk_size()
-        parts: dict[int, list[ChainStats]] = {v: [] for v in range(first, last + 1)}
-        seconds = dict.fromkeys(parts, 0.0)
-        was_training = self.training
-        self.eval()
-        outs = []
-        try:
-            for i in range(0, n, step):
-                m = min(step, n - i)
-                x = None if low is None else low[i : i + m]
-                for level in range(first, last + 1):
-                    t0 = time.perf_counter()
-                    z0 = temps[level] * torch.randn(m, self.level_dims[level], generator=generator, dtype=p.dtype)
 
-                    def potential(z: Tensor, rows: Tensor, level: int = level, x: Tensor | None = x,
-                                  t: float = temps[level]) -> Tensor:  # chains are images: rows of the low-pass
-                        return self.annealed_potential(level, z, None if x is None else x[rows], t)
+        def draw(rows: Tensor) -> Tensor:
+            z = self.sample_latent(len(rows), temperature, generator)
+            return torch.cat([self.decode(z[i : i + step], solver) for i in range(0, len(rows), step)])
 
-                    tick = None if progress is None else (lambda k, total, lv=level: progress(lv, k, total))
-                    z, stats = nuts(potential, z0.to(p.device), mcmc, generator, tick, rows=True)
-                    parts[level].append(stats)
-                    with torch.no_grad():
-                        x = self._invert_level(level, z, x)[0]
-                    seconds[level] += time.perf_counter() - t0
-                outs.append(x)
-        finally:
-            self.train(was_training)
-        if report is not None:
-            names = self.level_names()
-            for level, stats in parts.items():
-                report.append({"level": level, "name": names[level], "temperature": temps[level],
-                               **ChainStats.combine(stats).to_dict(), "seconds": round(seconds[level], 3)})
-        return torch.cat(outs)
+        return finite_draws(draw, n, redrawn).clamp(0.0, 1.0 - 1e-6)
 
     def chunk_size(self) -> int:
         """How many full-size images one batch of evaluation, sampling or super-resolution takes
@@ -431,37 +366,20 @@ class FlowModel(nn.Module):
         }
 
 
-class NonFiniteSamples(UserInputError):
-    """Some samples stayed non-finite (the model's inverse overflows at this temperature)."""
-
-
-def finite_draws(draw: Callable[[Tensor], Tensor], n: int, redrawn: list[int] | None = None,
-                 rounds: int | None = None) -> Tensor:
-    """``draw(rows)`` of every row 0..n-1 (images, one per row), with the rows whose image is not finite drawn
-    again (``draw`` of those rows) up to ``rounds`` times (default :data:`MAX_REDRAWS`); a warning says how many
-    were, ``redrawn`` receives the count, and :class:`NonFiniteSamples` is raised if some stay non-finite."""
-    rounds = MAX_REDRAWS if rounds is None else rounds
-    x = draw(torch.arange(n))
-    count = 0
-    for attempt in range(rounds + 1):
-        bad = (~torch.isfinite(x.reshape(n, -1)).all(dim=1)).nonzero().flatten()
-        if not len(bad):
-            break
-        if attempt == rounds:
-            raise NonFiniteSamples(
-                f"{len(bad)} of {n} samples stayed non-finite" + (f" after {rounds} redraws" if rounds else "")
-                + ": the model's inverse overflows there (sample at a lower --temperature, or train it longer)")
-        count += len(bad)
-        x[bad] = draw(bad).to(x.dtype)
-    if count:
-        log.warning("%d of %d samples were not finite (the model's inverse overflowed) and were drawn again", count,
-                    n)
-    if redrawn is not None:
-        redrawn.append(count)
-    return x
-
-
 def standard_level_term(out: FlowOutput, extra_logdet: Tensor | None = None) -> LevelTerm:
     """The level term of a flow onto a standard normal: ``log N(z) + logdet`` (+ a fixed map's log-det)."""
     lp = standard_normal_logp(out.z) + out.logdet
     return LevelTerm(lp if extra_logdet is None else lp + extra_logdet, out)
+
+
+#: annealed sampling, ``{"sample": ..., "super_resolve": ...}``: filled by :mod:`waveletflow.sampling` (a layer
+#: above the models) when it is imported, for the deprecated ``mcmc`` argument of the models' methods
+ANNEALED: dict[str, Callable[..., Any]] = {}
+
+
+def deprecated_annealed(name: str, *args: Any, **kwargs: Any) -> Any:
+    """The deprecated ``mcmc`` path of a model's ``sample`` / ``super_resolve``: a warning, then
+    :mod:`waveletflow.sampling`'s function."""
+    warnings.warn(f"model.{name}(..., mcmc=...) is deprecated: use waveletflow.sampling.{name}(model, ..., mcmc=...)",
+                  DeprecationWarning, stacklevel=3)
+    return ANNEALED[name](*args, **kwargs)

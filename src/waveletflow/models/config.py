@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,16 +26,14 @@ from waveletflow.config import LIMITS, Config, check_choice, check_limits, check
 from waveletflow.errors import UserInputError
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
+from waveletflow.models.presets import HIGHRES_PATCH, MRCNF_PRESETS, PRESET_SOURCES, PRESETS
 from waveletflow.wavelets import CONVENTIONS, pyramid_sizes
 
 __all__ = [
-    "MODEL_FORMAT", "PRESETS", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
-    "WaveletFlowConfig", "glow_config", "glow_residual_config", "mrcnf_config", "upgrade_model_meta",
+    "HIGHRES_PATCH", "MRCNF_PRESETS", "PRESETS", "PRESET_SOURCES", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
+    "WaveletFlowConfig", "glow_config", "glow_residual_config", "mrcnf_config",
     "waveletflow_config",
 ]
-
-#: Version of the ``model.json`` layout written by this code; see :func:`upgrade_model_meta`.
-MODEL_FORMAT = 2
 
 log = logging.getLogger("waveletflow")
 
@@ -240,69 +237,6 @@ class MRCNFConfig(_Pyramid, Config):
         })
 
 
-#: Wavelet Flow presets in the spirit of the released configurations (Yu et al. 2020), scaled down for CPUs.
-#: ``levels`` lists the base flow first, then one entry per detail level, coarse to fine. ``28x28`` has the
-#: conditioning network on its detail levels (it won on MNIST in the benchmark of an earlier release); the finest
-#: levels of ``28x28`` and ``32x32`` have the width that won the long-budget trials of
-#: :mod:`waveletflow.models.capacity` (``--time-budget`` fits that width to a shorter budget). ``28x28-released``
-#: and ``32x32-released`` are the presets of earlier releases, for the figures measured with them (``32x32`` is
-#: ``32x32-released`` again: its released width won the trials).
-_SMALL_BASE = {"n_steps": 4, "width": 32, "n_blocks": 1, "n_scales": 1}
-_RELEASED_32 = [_SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48},
-                {"n_steps": 6, "width": 64}, {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 96}]
-PRESETS: dict[str, dict[str, Any]] = {
-    "8x8": {"base_size": 1, "levels": [
-        _SMALL_BASE, {"n_steps": 4, "width": 32}, {"n_steps": 6, "width": 48}, {"n_steps": 8, "width": 64}]},
-    "28x28": {"base_size": 7, "levels": [
-        {"n_steps": 8, "width": 64, "n_blocks": 1, "n_scales": 1},
-        {"n_steps": 8, "width": 64, "cond_width": 32}, {"n_steps": 8, "width": 64, "cond_width": 32}]},
-    "32x32": {"base_size": 1, "levels": _RELEASED_32},
-    "28x28-released": {"base_size": 7, "levels": [
-        {"n_steps": 8, "width": 64, "n_blocks": 1, "n_scales": 1},
-        {"n_steps": 8, "width": 64}, {"n_steps": 8, "width": 64}]},
-    "32x32-released": {"base_size": 1, "levels": _RELEASED_32},
-}
-# 64×64: one more level than the released 32×32, trained on 32×32 crops (patch-wise training, Yu et al. 2020)
-PRESETS["64x64"] = {"base_size": 1, "levels": [*_RELEASED_32, {"n_steps": 8, "width": 96, "crop": 32}]}
-
-#: where each preset's numbers come from: the measurement (its command) or the configuration it scales down
-PRESET_SOURCES: dict[str, str] = {
-    "8x8": "the released configurations (Yu et al. 2020), scaled down for CPUs",
-    "28x28": "the conditioning network: python -m benchmarks.run --full (README, The conditioning network); "
-             "the finest level's width: python -m benchmarks.capacity (benchmarks/results/capacity.json)",
-    "32x32": "the released configurations, scaled down for CPUs; the finest level's width confirmed by python -m "
-             "benchmarks.capacity (benchmarks/results/capacity.json)",
-    "28x28-released": "the 28x28 preset of earlier releases",
-    "32x32-released": "the 32x32 preset of earlier releases (the released configurations, scaled down for CPUs)",
-    "64x64": "the 32x32-released preset and one level on 32x32 crops (patch-wise training, Yu et al. 2020)",
-    **{f"{side}x{side}": "the released high-resolution configurations (8, 8, then 16 steps per level), scaled "
-                         "down for CPUs, with patch-wise training of the large levels" for side in (128, 256, 512, 1024)},
-}
-
-#: the largest detail patch a high-resolution level trains on (patch-wise training, Yu et al. 2020)
-HIGHRES_PATCH = 32
-
-
-def _highres(side: int) -> dict[str, Any]:
-    """A preset for ``side``×``side`` images (a power of two, at least 128) shaped like the released
-    high-resolution configurations (8, 8, then 16 steps per level at widths 64…128), scaled for CPUs: 4–8 steps
-    of width 32–64, and every level whose details are larger than :data:`HIGHRES_PATCH` trains on random crops
-    of the image whose details are that size (crop factors 2, 4, … up to 16 at 1024 px)."""
-    n = side.bit_length() - 1  # detail levels: 1×1 → side
-    levels: list[dict[str, Any]] = [dict(_SMALL_BASE), {"n_steps": 4, "width": 32}, {"n_steps": 4, "width": 48}]
-    for lv in range(3, n + 1):
-        details = 2 ** (lv - 1)  # the side of this level's detail bands on whole images
-        entry: dict[str, Any] = {"n_steps": 6 if lv == 3 else 8, "width": 64}
-        if details > HIGHRES_PATCH:
-            entry["crop"] = side * HIGHRES_PATCH // details
-        levels.append(entry)
-    return {"base_size": 1, "levels": levels}
-
-
-for _side in (128, 256, 512, 1024):
-    PRESETS[f"{_side}x{_side}"] = _highres(_side)
-
-
 def _data(image_shape: Any, n_bits: int, overrides: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) and the bit depth: the arguments, or ``image_shape``/``n_bits`` given in ``overrides``."""
     require("base" not in overrides, "unknown key 'base' in config: the base flow's entry is now levels[0] "
@@ -382,23 +316,15 @@ def waveletflow_config(image_shape: Any, n_bits: int = 8, /, preset: str | None 
     return WaveletFlowConfig.from_dict({**defaults, **overrides, "image_shape": shape, "n_bits": bits})
 
 
-#: MRCNF presets: ``mrcnf-cpu`` (the default: one CNF of hidden widths 32-32-32 per level, 63 k parameters for
-#: MNIST, sized for a CPU) and ``mrcnf-published`` (Voleti et al. 2021: two CNF blocks of 64-64-64 per level,
-#: logit α = 1e-6 for one-channel images such as MNIST and 0.05 otherwise; 0.47 M parameters for MNIST)
-MRCNF_PRESETS: dict[str, dict[str, Any]] = {
-    "mrcnf-cpu": {},
-    "mrcnf-published": {"hidden": [64, 64, 64], "cnf_blocks": 2},
-}
-
-
 def mrcnf_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None, **overrides: Any) -> MRCNFConfig:
     """An MRCNF config: base 8×8 where the size is a power of two (as in Voleti et al. 2021), 7×7 for 28×28, and
     the preset's settings (:data:`MRCNF_PRESETS`; default ``mrcnf-cpu``).
 
-    >>> [mrcnf_config((3, s, s)).base_size for s in (28, 32, 64)]
-    [7, 8, 8]
-    >>> c = mrcnf_config((1, 28, 28), preset="mrcnf-published"); c.hidden, c.cnf_blocks, c.alpha
-    ((64, 64, 64), 2, 1e-06)
+    Examples:
+        >>> [mrcnf_config((3, s, s)).base_size for s in (28, 32, 64)]
+        [7, 8, 8]
+        >>> c = mrcnf_config((1, 28, 28), preset="mrcnf-published"); c.hidden, c.cnf_blocks, c.alpha
+        ((64, 64, 64), 2, 1e-06)
     """
     if preset is not None and preset not in MRCNF_PRESETS:
         raise UserInputError(f"unknown MRCNF preset {preset!r}; choose one of {', '.join(MRCNF_PRESETS)}")
@@ -407,70 +333,3 @@ def mrcnf_config(image_shape: Any, n_bits: int = 8, /, preset: str | None = None
     if preset == "mrcnf-published":
         defaults["alpha"] = 1e-6 if shape[0] == 1 else 0.05
     return MRCNFConfig.from_dict({**defaults, **overrides, "image_shape": shape, "n_bits": bits})
-
-
-def _rename(d: dict[str, Any], old: str, new: str) -> None:
-    if old in d:
-        d.setdefault(new, d.pop(old))
-
-
-def upgrade_model_meta(meta: Any) -> dict[str, Any]:
-    """Model metadata ``{"version", "model_type", "config"}`` in the current format (a new dict).
-
-    Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales`` (and its coupling, the only
-    one then, Wavelet Flow's residual network); the separate ``base``
-    entry of Wavelet Flow and MRCNF becomes ``levels[0]`` (its ``n_levels`` becomes ``n_scales``); a stored
-    ``preset`` is dropped. Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
-
-    >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})["config"]
-    {'image_shape': [1, 8, 8], 'n_scales': 2, 'coupling': 'affine', 'coupling_net': 'residual'}
-    """
-    require(isinstance(meta, Mapping), "unreadable model metadata: not a JSON object")
-    version = meta.get("version", 1)
-    require(type(version) is int and version >= 1, f"unreadable model metadata: bad format version {version!r}")
-    require(version <= MODEL_FORMAT, f"this model was written by a newer waveletflow (model format {version}); "
-                                     "upgrade waveletflow")
-    model_type, config = meta.get("model_type"), meta.get("config")
-    require(isinstance(model_type, str) and isinstance(config, Mapping),
-            "unreadable model metadata: it needs a model_type string and a config object")
-    config = copy.deepcopy(dict(config))
-    if version == 1 and model_type in _FORMAT1_CLASSES:
-        config.pop("preset", None)
-        if model_type == "glow":  # format 1 had only Wavelet Flow's coupling
-            _rename(config, "n_levels", "n_scales")
-            config.setdefault("coupling", "affine")
-            config.setdefault("coupling_net", "residual")
-        elif model_type in ("waveletflow", "mrcnf"):
-            base, levels = config.pop("base", {}), config.get("levels", [])
-            require(isinstance(base, Mapping) and isinstance(levels, list),
-                    "unreadable model metadata: base must be an object and levels a list")
-            base = dict(base)
-            _rename(base, "n_levels", "n_scales")
-            config["levels"] = [base, *levels]
-        _drop_ignored(config, *_FORMAT1_CLASSES[model_type])
-    return {"version": MODEL_FORMAT, "model_type": model_type, "config": config}
-
-
-def _drop_ignored(config: dict[str, Any], cls: type, level_cls: type | None) -> None:
-    """Format 1 ignored keys it did not know (typos, another model type's settings): drop them, with a note."""
-    dropped = _drop_unknown(config, cls, "")
-    if level_cls is not None and isinstance(config.get("levels"), list):
-        for i, entry in enumerate(config["levels"]):
-            if isinstance(entry, dict):
-                dropped += _drop_unknown(entry, level_cls, f"levels[{i}].")
-    if dropped:
-        log.info("model.json of format 1: ignoring %s, which that format did not use", ", ".join(dropped))
-
-
-def _drop_unknown(d: dict[str, Any], cls: type, prefix: str) -> list[str]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in d if k not in names]
-    for k in unknown:
-        del d[k]
-    return [prefix + k for k in unknown]
-
-
-#: format-1 model types and their config classes (model and per level)
-_FORMAT1_CLASSES: dict[str, tuple[type, type | None]] = {
-    "glow": (GlowConfig, None), "waveletflow": (WaveletFlowConfig, GlowLevelConfig), "mrcnf": (MRCNFConfig, CNFLevelConfig),
-}

@@ -44,6 +44,6 @@ class Glow(FlowModel):
     def decode(self, z: Tensor, solver: SolverConfig | None = None) -> Tensor:
         return self.flow.inverse_transform(z, None, solver, jac=False).z
 
-    def _invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
+    def invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
         out = self.flow.inverse_transform(z, None, None, jac=True)
         return out.z, out.logdet

@@ -10,7 +10,7 @@ import torch
 
 from waveletflow.errors import UserInputError
 from waveletflow.models.base import FlowModel
-from waveletflow.models.config import MODEL_FORMAT, upgrade_model_meta
+from waveletflow.models.format import MODEL_FORMAT, upgrade_model_meta
 from waveletflow.models.registry import build_model, model_type
 from waveletflow.rundir import RunDir
 

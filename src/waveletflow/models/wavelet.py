@@ -8,7 +8,7 @@ per-level terms sum exactly. Wavelet Flow and MRCNF are this model with other fl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,9 +19,19 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers import InvertibleLayer
 from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
-from waveletflow.mcmc import MCMCOptions
-from waveletflow.models.base import FlowModel, LevelTerm, MCMCProgress, finite_draws, standard_level_term
+from waveletflow.models.base import FlowModel, LevelTerm, deprecated_annealed, standard_level_term
+from waveletflow.models.draws import finite_draws
 from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
+
+
+class SuperResTask(NamedTuple):
+    """What super-resolution draws: from ``low`` (N, C, h, w), the convention's low-pass of the input's bin centres
+    ``target`` (their averages), the levels ``first`` to ``last``."""
+
+    low: Tensor
+    target: Tensor
+    first: int
+    last: int
 
 
 class WaveletModel(FlowModel):
@@ -124,7 +134,7 @@ class WaveletModel(FlowModel):
         base = self.levels[0].inverse_transform(z0, None, solver, jac=False).z
         return self._decode_from(base, z[:, d0:], 1, solver)
 
-    def _invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
+    def invert_level(self, level: int, z: Tensor, low: Tensor | None) -> tuple[Tensor, Tensor]:
         n = z.shape[0]
         if level == 0:
             out = self.levels[0].inverse_transform(z.reshape(n, *self._base_shape()), None, None, jac=True)
@@ -136,16 +146,34 @@ class WaveletModel(FlowModel):
     @torch.no_grad()
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
                       generator: torch.Generator | None = None, solver: SolverConfig | None = None,
-                      size: int | None = None, mcmc: MCMCOptions | None = None,
-                      report: list[dict] | None = None, progress: MCMCProgress | None = None,
-                      redrawn: list[int] | None = None) -> np.ndarray:
+                      size: int | None = None, mcmc: Any = None, report: list[dict] | None = None,
+                      progress: Any = None, redrawn: list[int] | None = None) -> np.ndarray:
         """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
 
         Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size, or the level
         size whose height is ``size``) has a Haar ``average`` low-pass equal to the input within one grey level
         (exactly so before quantisation). Large images are decoded a few at a time (:meth:`chunk_size`). An output
         that came out non-finite is drawn again, as :meth:`sample` does (``redrawn`` receives how many were).
+        Annealed super-resolution is :func:`waveletflow.sampling.super_resolve` (``mcmc``, ``report`` and
+        ``progress`` here are deprecated and passed on to it).
         """
+        if mcmc is not None:
+            return deprecated_annealed("super_resolve", self, low, temperature, generator=generator, size=size,
+                                        mcmc=mcmc, report=report, progress=progress, redrawn=redrawn)
+        task = self.superres_task(low, size)
+        step = self.chunk_size()  # a few full-size images at a time
+        dims = sum(self.level_dims[task.first : task.last + 1])
+
+        def draw(rows: Tensor) -> Tensor:
+            z = self.sample_latent(len(rows), temperature, generator, first_level=task.first)[:, :dims]
+            return torch.cat([self._decode_from(task.low[rows[i : i + step]], z[i : i + step], task.first, solver)
+                              for i in range(0, len(rows), step)])
+
+        return self.superres_output(finite_draws(draw, len(task.low), redrawn), task)
+
+    def superres_task(self, low: np.ndarray | Tensor, size: int | None = None) -> SuperResTask:
+        """Check uint8 NHWC ``low`` and the output height ``size`` (None: full size) and say what to draw: the
+        convention's low-pass of the input's bin centres and the levels from ``first`` to ``last``."""
         k = to_tensor(low)
         c = self.image_shape[0]
         out_size, size = size, (k.shape[2], k.shape[3])
@@ -167,24 +195,13 @@ class WaveletModel(FlowModel):
         last = len(self.sizes) - 1 if out_size is None else first + heights.index(out_size)
         p = next(self.parameters())
         target = ((k.to(p.dtype) + 0.5) / 2**self.n_bits).to(p.device)
-        x = target * self.low_pass_scale(len(self.sizes) - first)  # the convention's low-pass of those averages
-        step = self.chunk_size()  # a few full-size images at a time
-        n = k.shape[0]
-        if mcmc is not None:
-            annealed = self._annealed(n, x, first, last, self._temperatures(temperature), mcmc, generator,
-                                      report, progress)
-            high = finite_draws(lambda rows: annealed if len(rows) == n else annealed[rows], n, redrawn, rounds=0)
-        else:
-            dims = sum(self.level_dims[first : last + 1])
+        return SuperResTask(target * self.low_pass_scale(len(self.sizes) - first), target, first, last)
 
-            def draw(rows: Tensor) -> Tensor:
-                z = self.sample_latent(len(rows), temperature, generator, first_level=first)[:, :dims]
-                return torch.cat([self._decode_from(x[rows[i : i + step]], z[i : i + step], first, solver)
-                                  for i in range(0, len(rows), step)])
-
-            high = finite_draws(draw, n, redrawn)
-        return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], target[i : i + step], 1.0 - 1e-6))
-                               for i in range(0, n, step)])
+    def superres_output(self, high: Tensor, task: SuperResTask) -> np.ndarray:
+        """Drawn images ``high`` of ``task`` → uint8 NHWC whose block means are the input's."""
+        step = self.chunk_size()
+        return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], task.target[i : i + step],
+                                                               1.0 - 1e-6)) for i in range(0, len(high), step)])
 
     def low_pass_scale(self, steps: int) -> float:
         """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""

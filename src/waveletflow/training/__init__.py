@@ -8,7 +8,8 @@ from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import parse_levels, prepare_run, split_train_val
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
-from waveletflow.training.trainer import train, train_level
+from waveletflow.training.levels import train_level
+from waveletflow.training.trainer import train
 from waveletflow.training.unit import TrainUnit
 
 __all__ = [

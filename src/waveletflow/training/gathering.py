@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from waveletflow.errors import UserInputError
-from waveletflow.models.config import upgrade_model_meta
+from waveletflow.models.format import upgrade_model_meta
 from waveletflow.models.io import check_model_size, read_model_meta
 from waveletflow.rundir import CURVES_FILE, LOCK_FILE, TMP_SUFFIX, WEIGHTS_FILE, RunDir, atomic_write, write_json_atomic
 from waveletflow.training.planning import first_difference

@@ -15,7 +15,7 @@ from typing import Any
 
 from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
-from waveletflow.models.config import MODEL_FORMAT, upgrade_model_meta
+from waveletflow.models.format import MODEL_FORMAT, upgrade_model_meta
 from waveletflow.models.io import check_model_size
 from waveletflow.rundir import RunDir
 from waveletflow.training.run import new_config, parse_levels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,20 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_t
     Args:
         model_type: the model type of a new run (default ``waveletflow``); for an existing run, the type it
             must hold (None: any).
-        overrides, preset: the model config of a new run on top of the defaults for the data (ignored, with a
-            note, for an existing run).
+        overrides: the model config's entries of a new run, on top of the defaults for the data (ignored, with
+            a note, for an existing run).
+        preset: the preset a new run's config starts from (ignored, with a note, for an existing run).
         n_bits: the model's bit depth (default: the data's).
         seed: stored in ``run.json``; it seeds the initial weights of every later command.
         level_spec: the levels asked for, checked against the model before anything is written.
-        image_size, crop: how ``data`` was prepared (see :func:`~waveletflow.data.load_dataset`), kept in
-            ``run.json`` as the defaults of later commands.
+        image_size: the side ``data``'s images were resized to (see :func:`~waveletflow.data.load_dataset`),
+            kept in ``run.json`` as the default of later commands.
+        crop: the side of ``data``'s random crops, likewise.
         allow_other_data: let an existing run go on with data other than it was made with (see
             :func:`check_data`).
-        budget_s, device: the time budget and device of the command; they fit the capacity of a new run's model
+        budget_s: the time budget of the command; with ``device`` it fits the capacity of a new run's model
             (:func:`~waveletflow.models.capacity.fit_capacity`; the choice is kept in ``run.json``).
+        device: the device of the command.
     Returns:
         The model type and config of the run.
     """
@@ -219,3 +223,16 @@ class _Subset:
         if isinstance(idx, slice):
             idx = np.arange(*idx.indices(len(self)))
         return self.base[np.asarray(idx) + self.start]
+
+
+def remove_new_run(run: RunDir) -> None:
+    """Remove what a new run wrote before it failed, unless a checkpoint was written (its folder was empty)."""
+    if any(run.has_checkpoint(levels) for levels in map(run.unit_levels, (d.name for d in run.unit_dirs()))):
+        return
+    for p in run.path.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

@@ -21,8 +21,9 @@ from waveletflow.training import distributed as D
 from waveletflow.training import signals
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
+from waveletflow.training.levels import train_by_gain, train_in_turn, train_level
 from waveletflow.training.run import (
-    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, split_train_val,
+    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
 from waveletflow.training.schedule import budget_shares
 
@@ -84,8 +85,6 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_ty
 def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | None, level_spec: str,
                 opts: TrainOptions, overrides, n_bits, image_size, data, preset, crop, allow_other_data: bool,
                 data_parallel: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    from waveletflow.training.trainer import _remove_new_run, _train_by_gain, _train_in_turn, train_level
-
     with ExitStack() as stack:
         setup: dict[str, Any] | None = None
         error: BaseException | None = None
@@ -110,7 +109,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
                         log.info("removed %s, left by a process stopped while saving", path)
                 except Exception:
                     if new:
-                        _remove_new_run(run)
+                        remove_new_run(run)
                     raise
                 setup = {"model": run.read_model_json(), "run": run.read_run(), "placement": placement,
                          "name": name, "config": config,
@@ -154,9 +153,9 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
             if not dp.writer:
                 results = []
         elif opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
-            results = _train_by_gain(*args)
+            results = train_by_gain(*args)
         else:
-            results = _train_in_turn(*args)
+            results = train_in_turn(*args)
         everything = D.all_gather(results, group=finish_group)  # waits for the slowest level
         results = sorted((r for part in everything for r in part),
                          key=lambda r: r["level"] if isinstance(r["level"], int) else r["level"][0])

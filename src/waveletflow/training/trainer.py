@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import shutil
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
@@ -21,112 +20,21 @@ import torch
 from waveletflow.data import ImageDataset, load_dataset
 from waveletflow.errors import UserInputError
 from waveletflow.models import FlowModel
-from waveletflow.rundir import LOCK_FILE, RunDir
+from waveletflow.rundir import RunDir
 from waveletflow.training import signals
-from waveletflow.training.distributed import DataParallel, DistEnv, worker_device
-from waveletflow.training.loop import Stop, fit
+from waveletflow.training.distributed import DistEnv, worker_device
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
+from waveletflow.training.levels import train_by_gain, train_in_turn
 from waveletflow.training.run import (
-    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, split_train_val,
+    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
 from waveletflow.training.schedule import (
-    MarginalGainSchedule, auto_workers, budget_shares, group_levels, split_threads, usable_cores,
+    auto_workers, budget_shares, group_levels, split_threads, usable_cores,
 )
-from waveletflow.training.sinks import MetricsSink, NullSink
-from waveletflow.training.unit import TrainUnit
+from waveletflow.training.torchrun import train_torchrun
 
 log = logging.getLogger("waveletflow")
-
-
-def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, train_images, val_images,
-                data_bits: int, opts: TrainOptions, budget_s: float | None = None,
-                dp: DataParallel | None = None) -> dict[str, Any]:
-    """Train one level, or several levels jointly (one optimiser on their summed NLL, the bits/dim of the image
-    when they are all the levels), until ``opts.steps`` optimiser steps in total or ``budget_s`` seconds.
-
-    Resumes from the unit's checkpoint when there is one (step, optimiser, random generator). Returns a summary:
-    ``{level, step, elapsed_s, val_bpd}``, with ``level`` a list and ``levels_val_bpd`` for a joint unit.
-    With ``dp`` (under ``torchrun``) this rank trains the unit data-parallel in that group; only the group's
-    first rank writes files.
-    """
-    run = RunDir(run_dir)
-    writer = dp is None or dp.writer
-    unit = TrainUnit(model, level, run, opts, train_images, val_images, data_bits, writer=writer).open()
-    if dp is not None:
-        dp.attach(model, unit.levels, unit.steps)
-    sink = (MetricsSink(run, unit.levels, unit.desc, opts.steps, unit.step, opts.progress, opts.progress_position)
-            if writer else NullSink())
-    with sink:
-        stop = Stop(opts.steps, budget_s)
-        fit(unit, unit.batches(), stop, sink, dp)
-    return unit.finish(unit.elapsed_before + stop.elapsed())
-
-
-def _train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
-                   opts: TrainOptions) -> list[dict[str, Any]]:
-    """The units one after the other (all levels as one unit with ``joint``), a time budget split up front by
-    :func:`budget_shares`; time a unit leaves unused passes to the units after it."""
-    shares = budget_shares(model.level_dims, levels)
-    units = [levels] if opts.joint else [[v] for v in levels]
-    results, start = [], time.perf_counter()
-    for i, unit in enumerate(units):
-        if signals.requested() is not None:  # stopped: the units not yet started stay as they are
-            break
-        budget = None
-        if opts.time_budget is not None:
-            left = opts.time_budget - (time.perf_counter() - start)
-            rest = sum(shares[v] for u in units[i:] for v in u)
-            budget = max(0.0, left * sum(shares[v] for v in unit) / rest)
-        results.append(train_level(model, unit, run.path, train_images, val_images, data_bits, opts, budget))
-    return results
-
-
-def _train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
-                   opts: TrainOptions) -> list[dict[str, Any]]:
-    """Levels trained on their own, the time budget handed out in slices by :class:`MarginalGainSchedule`: each
-    slice ends with a validation, whose figure (the level's contribution to the image's bits/dim) steers the next.
-    With a learning-rate ``decay``, that final fraction of the budget is kept back and split among the levels by
-    :func:`budget_shares`, so that every level ends its training with the decay."""
-    units = {v: TrainUnit(model, v, run, opts, train_images, val_images, data_bits).open() for v in levels}
-    gain_s = opts.time_budget * (1.0 - opts.decay)
-    schedule = MarginalGainSchedule(levels, gain_s, opts.slice_seconds)
-    start = time.perf_counter()
-    with ExitStack() as stack:
-        sinks = {v: stack.enter_context(MetricsSink(run, [v], units[v].desc, opts.steps, units[v].step, opts.progress,
-                                                    opts.progress_position + i)) for i, v in enumerate(levels)}
-
-        def run_slice(level: int, stop: Stop) -> bool:
-            """Train ``level`` until ``stop``; False when it is at its step count (nothing more to give it)."""
-            unit, step = units[level], units[level].step
-            fit(unit, unit.batches(), stop, sinks[level])
-            unit.elapsed_before += stop.elapsed()
-            if unit.step > step and unit.val_step != unit.step:  # the clock ran out between a step and its check
-                unit.validate()
-            return unit.step > step
-
-        while signals.requested() is None and (nxt := schedule.next_slice()) is not None:
-            level, seconds = nxt
-            seconds = min(seconds, gain_s - (time.perf_counter() - start))  # the clock decides
-            if seconds <= 0:
-                break
-            stop = Stop(opts.steps, seconds, overall=(start, opts.time_budget))  # before the decay: full rate
-            if not run_slice(level, stop):
-                schedule.finish(level)
-                continue
-            schedule.report(level, stop.elapsed(), units[level].val_bpd * model.level_dims[level] / model.num_dims)
-        if opts.decay > 0 and signals.requested() is None:
-            open_levels = [v for v in levels if v not in schedule.finished]
-            shares = budget_shares(model.level_dims, open_levels) if open_levels else {}
-            for i, level in enumerate(open_levels):
-                rest = sum(shares[v] for v in open_levels[i:])
-                seconds = (opts.time_budget - (time.perf_counter() - start)) * shares[level] / rest
-                if seconds <= 0:
-                    break
-                # progress runs from 1 - decay to 1 over this level's part: its learning rate decays to zero
-                lead = seconds * (1.0 - opts.decay) / opts.decay
-                run_slice(level, Stop(opts.steps, seconds, overall=(time.perf_counter() - lead, seconds / opts.decay)))
-    return [units[v].finish(units[v].elapsed_before) for v in levels]
 
 
 def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, level_spec: str = "all",
@@ -143,7 +51,10 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     Args:
         data_spec: the dataset (see :func:`waveletflow.data.load_dataset`); ``data``, when given, is used
             instead of loading it.
-        model_type, overrides, preset, n_bits: the model of a new run (see :func:`prepare_run`).
+        model_type: the model type of a new run, or the one an existing run must hold (see :func:`prepare_run`).
+        overrides: the model config's entries of a new run (see :func:`prepare_run`).
+        preset: the preset of a new run (see :func:`prepare_run`).
+        n_bits: the bit depth of a new run's model (default: the data's).
         parallel: train the levels in this many worker processes sharing the cores; ``"auto"`` (the CLI's
             default): one per level, at most one per core (one per GPU on CUDA), the threads split by the levels'
             work (:func:`~waveletflow.training.schedule.auto_workers`, :func:`~waveletflow.training.schedule.
@@ -151,9 +62,10 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
             dataset: a script that calls ``train`` with more than one worker must do so under
             ``if __name__ == "__main__":``.
         threads: the CPU threads (cores) the command may use in all (default: every core it may run on).
-        image_size, crop: resize a folder's images to this side; train on random crops of this side (centre
-            crops for validation), pixel values unchanged. A resumed run uses the ones in its ``run.json``
+        image_size: resize a folder's images to this side. A resumed run uses the one in its ``run.json``
             unless given.
+        crop: train on random crops of this side (centre crops for validation), pixel values unchanged; a
+            resumed run uses the one in its ``run.json`` unless given.
         allow_other_data: go on training an existing run on data other than it was made with (refused
             otherwise).
         lock: take the run's lock (False only where the caller holds it: the level workers of ``parallel``).
@@ -181,7 +93,6 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
         if parallel != "auto" and parallel > 1:
             raise UserInputError("--parallel starts level processes of its own; under torchrun every rank is one "
                                  "already: leave --parallel out")
-        from waveletflow.training.torchrun import train_torchrun
 
         return train_torchrun(env, run_dir, data_spec, model_type, level_spec, opts, overrides, n_bits, image_size,
                               data, preset, crop, allow_other_data, data_parallel)
@@ -210,7 +121,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
             stopped_by = signals.requested() if lock else None
         except Exception:
             if new and lock:
-                _remove_new_run(run)
+                remove_new_run(run)
             raise
     if opts.curves:
         plot_curves(run.path, names=model.level_names())
@@ -270,21 +181,8 @@ def _train_levels(run: RunDir, data_spec: str, data: ImageDataset, model: FlowMo
     train_x, val_x = split_train_val(data, info["val_size"])
     args = (model, levels, run, train_x, val_x[: opts.val_images], data.n_bits, opts)
     if opts.schedule == "gain" and opts.time_budget is not None and not opts.joint and len(levels) > 1:
-        return _train_by_gain(*args)
-    return _train_in_turn(*args)
-
-
-def _remove_new_run(run: RunDir) -> None:
-    """Remove what a new run wrote before it failed, unless a checkpoint was written (its folder was empty)."""
-    if any(run.has_checkpoint(levels) for levels in map(run.unit_levels, (d.name for d in run.unit_dirs()))):
-        return
-    for p in run.path.iterdir():
-        if p.name == LOCK_FILE:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+        return train_by_gain(*args)
+    return train_in_turn(*args)
 
 
 # ----- level workers -------------------------------------------------------------------------------

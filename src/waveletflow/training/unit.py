@@ -41,14 +41,15 @@ class TrainUnit:
         levels: one level, or the levels trained together.
         run: the run folder.
         opts: the training options.
-        train_images, val_images: uint8 NHWC images (arrays, or anything indexable by an array of ints).
+        train_images: uint8 NHWC training images (arrays, or anything indexable by an array of ints).
+        val_images: uint8 NHWC validation images, likewise.
         data_bits: the bit depth of the images' pixel values.
         writer: whether this process writes the unit's files (False for the other ranks of a data-parallel
             group, which train the same unit and only read its checkpoint).
     """
 
     def __init__(self, model: FlowModel, levels: int | list[int], run: RunDir, opts: TrainOptions,
-                 train_images, val_images, data_bits: int, writer: bool = True):
+                 train_images: Any, val_images: Any, data_bits: int, writer: bool = True):
         opts = opts.resolved()  # the device, batch and precision decided (a no-op for resolved options)
         self.levels = [levels] if isinstance(levels, int) else sorted(levels)
         self.single = self.levels[0] if len(self.levels) == 1 else None  # a one-level unit (crops apply to it)
