@@ -224,3 +224,20 @@ def test_wavelet_model_composes_any_flows_and_checks_them(tmp_path):
         WaveletModel(base, [flow_stack(3, 1, 0, width=4), details[1]], image_shape=(1, 8, 8))
     with pytest.raises(ValueError, match="built from a config"):
         save(model, tmp_path / "m")
+
+
+def test_pixel_methods_refuse_float_images_in_one_line():
+    """Pixels are integer NHWC, continuous images float NCHW: a float tensor handed to a method that takes pixels
+    is refused (it used to be truncated to integers silently)."""
+    from waveletflow.errors import UserInputError
+    from waveletflow.models import build_model, waveletflow_config
+
+    model = build_model("waveletflow", waveletflow_config((1, 4, 4), 5))
+    x = model.sample(2)  # continuous images
+    with pytest.raises(UserInputError, match="expected pixel values"):
+        model.bits_per_dim(x)
+    with pytest.raises(UserInputError, match="expected pixel values"):
+        model.super_resolve(x[:, :, ::2, ::2].permute(0, 2, 3, 1))
+    pixels = model.to_uint8(x)  # the pixels of the same images
+    assert pixels.dtype == np.uint8 and pixels.shape == (2, 4, 4, 1)
+    assert math.isfinite(model.bits_per_dim(pixels).bits_per_dim)

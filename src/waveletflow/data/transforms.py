@@ -17,8 +17,18 @@ def _check_bits(n_bits: int) -> None:
 
 
 def to_tensor(x: np.ndarray | Tensor) -> Tensor:
-    """uint8 NHWC (numpy or torch) → integer NCHW tensor (int64 values, no scaling)."""
+    """Pixels: uint8 NHWC (numpy or torch; any integer type) → integer NCHW tensor (int64 values, no scaling).
+
+    Float images are refused with one line (they are continuous images, not pixel values).
+
+    >>> to_tensor(np.zeros((2, 4, 4, 3), np.uint8)).shape
+    torch.Size([2, 3, 4, 4])
+    """
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+    if t.is_floating_point() or t.is_complex():
+        raise UserInputError("expected pixel values: integer images (N, H, W, C) such as a dataset's uint8 arrays, "
+                             f"got {t.dtype} (float (N, C, H, W) images in [0, 1) go to log_prob and encode; "
+                             "model.to_uint8 turns them into pixel values)")
     if t.dim() != 4:
         raise UserInputError(f"expected images of shape (N, H, W, C), got shape {tuple(t.shape)}")
     return t.permute(0, 3, 1, 2).to(torch.int64)

@@ -80,6 +80,15 @@ class BitsPerDim:
 class FlowModel(nn.Module):
     """Base class of every model type.
 
+    Images come in two kinds, told apart by their type, and every method says which it takes and gives:
+
+    - *pixels*: integer images ``(N, H, W, C)`` as a dataset stores them (uint8 numpy arrays, or integer tensors);
+      :meth:`bits_per_dim` and :meth:`super_resolve` take them (a float array is refused with one line) and
+      :meth:`super_resolve` and :meth:`to_uint8` give them;
+    - *continuous images*: float tensors ``(N, C, H, W)`` in ``[0, 1)`` (dequantised pixels): :meth:`log_prob`,
+      :meth:`encode` and :meth:`objective` take them, :meth:`sample` and :meth:`decode` give them, and
+      :meth:`prepare` makes them from pixels.
+
     Args:
         model_type: the registry name (``waveletflow``, ``glow``, ``mrcnf``).
         image_shape: (C, H, W) of the images.
