@@ -102,7 +102,7 @@ BAD_INPUTS = [
     (TRAIN_NEW + ["--n-bits", "0"], "--n-bits must be at least 1"),
     (TRAIN_NEW + ["--n-bits", "9"], "more than the data's 5 bits"),
     (TRAIN_NEW + ["--batch-size", "0"], "--batch-size must be at least 1"),
-    (TRAIN_NEW + ["--parallel", "0"], "--parallel must be at least 1"),
+    (TRAIN_NEW + ["--parallel", "0"], "--parallel must be 'auto' or at least 1"),
     (TRAIN_NEW + ["--ema", "1.5"], "ema must be in [0, 1)"),
     (TRAIN_NEW + ["--decay", "nan"], "decay must be in [0, 1)"),
     (["train", "--data", "digits", "--out", "{tmp}/new", "--time-budget", "nan"], "time_budget must be a positive"),

@@ -74,12 +74,12 @@ def _slurm_path(path: str | None) -> Path | None:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from waveletflow.cli.common import read_overrides
-    from waveletflow.training import plan, resolve_device
+    from waveletflow.training import RunSpec, plan, resolve_device
 
     opts = _train_options(a)
     slurm = _slurm_path(a.slurm)
-    p = plan(a.out, a.data, a.nodes, a.level, a.model, read_overrides(a.config), a.n_bits, a.preset, opts.seed,
-             a.image_size, a.crop, budget_s=opts.time_budget,
+    spec = RunSpec(a.data, a.level, a.model, read_overrides(a.config), a.preset, a.n_bits, a.image_size, a.crop)
+    p = plan(a.out, spec, a.nodes, opts.seed, budget_s=opts.time_budget,
              device=resolve_device("auto") if opts.device == "auto" else opts.device)
     a = argparse.Namespace(**{**vars(a), "image_size": p.image_size, "crop": p.crop})
     flags = _train_flags(a)

@@ -53,14 +53,16 @@ def train_options(a) -> TrainOptions:
     """The ``TrainOptions`` of ``train``'s flags (also ``plan``'s), each checked: one line for a bad value."""
     from waveletflow.training import TrainOptions
 
-    for name in ("steps", "batch_size", "parallel", "checkpoint_every", "threads", "n_bits"):
+    from waveletflow.training import check_budget, check_workers
+
+    for name in ("steps", "batch_size", "checkpoint_every", "n_bits"):  # flags' own words for a CLI user
         v = getattr(a, name)
-        if v is not None and v != "auto" and v < 1:
+        if v is not None and v < 1:
             raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if a.time_budget is not None and a.time_budget <= 0:
         raise UserInputError("--time-budget must be positive")
-    if a.steps is None and a.time_budget is None:
-        raise UserInputError("give --steps N or --time-budget SECONDS")
+    check_budget(a.steps, a.time_budget)
+    check_workers(a.parallel, a.threads, bool(a.joint))
     given = {name: getattr(a, name) for name in _OPTION_FLAGS if getattr(a, name) is not None}
     return TrainOptions(**given, progress=not a.quiet, curves=not a.no_curves)
 

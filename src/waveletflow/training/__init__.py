@@ -8,6 +8,7 @@ from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import parse_levels, prepare_run, split_train_val
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
+from waveletflow.training.spec import RunSpec, check_budget, check_workers
 from waveletflow.training.levels import train_level
 from waveletflow.training.trainer import train
 from waveletflow.training.unit import TrainUnit
@@ -16,11 +17,14 @@ __all__ = [
     "Job",
     "MetricsSink",
     "Plan",
+    "RunSpec",
     "Stop",
     "TrainOptions",
     "TrainUnit",
     "MarginalGainSchedule",
     "budget_shares",
+    "check_budget",
+    "check_workers",
     "fit",
     "gather",
     "parse_levels",

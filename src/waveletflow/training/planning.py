@@ -18,6 +18,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.models.format import MODEL_FORMAT, upgrade_model_meta
 from waveletflow.models.io import check_model_size
 from waveletflow.rundir import RunDir
+from waveletflow.training.spec import RunSpec
 from waveletflow.training.run import new_config, parse_levels
 from waveletflow.training.schedule import budget_shares, group_levels
 
@@ -149,12 +150,10 @@ def saved_levels(run: RunDir) -> list[int]:
     return sorted(out)
 
 
-def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: str = "all",
-         model_type: str | None = None, overrides: dict[str, Any] | None = None, n_bits: int | None = None,
-         preset: str | None = None, seed: int = 0, image_size: int | None = None, crop: int | None = None,
-         data: ImageDataset | None = None, budget_s: float | None = None, device: str = "cpu") -> Plan:
-    """Plan the jobs that train the levels ``level_spec`` of the run ``out`` (a new one made from the data and the
-    model options, as ``train`` makes it, or an existing one) in ``nodes`` jobs. Writes nothing.
+def plan(out: str | Path, spec: RunSpec, nodes: int | None = None, seed: int = 0, data: ImageDataset | None = None,
+         budget_s: float | None = None, device: str = "cpu") -> Plan:
+    """Plan the jobs that train the levels ``spec.levels`` of the run ``out`` (a new one made from the data and the
+    model options of ``spec``, as ``train`` makes it, or an existing one) in ``nodes`` jobs. Writes nothing.
 
     Checks what it can before any job runs: the data loads, the model config is valid, the levels exist. For an
     existing run, the parts that the jobs make must hold the run's model and data (else the gathering would be
@@ -171,14 +170,14 @@ def plan(out: str | Path, data_spec: str, nodes: int | None = None, level_spec: 
     info: dict[str, Any] = {}
     if existing:
         info = run.read_run()
-        image_size = image_size if image_size is not None else info.get("image_size")
-        crop = crop if crop is not None else info.get("crop")
+        spec = spec.on(run)
     elif not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
-    data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
+    image_size, crop, level_spec = spec.image_size, spec.crop, spec.levels
+    data = data or load_dataset(spec.data, image_size=image_size, crop=crop)
     if existing:  # the budget that fitted the run's model, if one did
         budget_s = (info.get("capacity") or {}).get("budget_s")
-    meta = model_meta(data, model_type, overrides, n_bits, preset, budget_s, device)
+    meta = model_meta(data, spec.model_type, spec.overrides, spec.n_bits, spec.preset, budget_s, device)
     model = check_model_size(meta["model_type"], _config(meta), "the model config")
     n = len(model.levels)
     asked = parse_levels(level_spec, n)

@@ -17,37 +17,31 @@ from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, defau
 from waveletflow.models.capacity import CapacityChoice, fit_capacity
 from waveletflow.models.io import check_model_size, read_model_meta, write_model_meta
 from waveletflow.rundir import LOCK_FILE, RunDir
+from waveletflow.training.spec import RunSpec
 
 log = logging.getLogger("waveletflow")
 
 
-def prepare_run(run_dir: str | Path, data: ImageDataset, data_spec: str, model_type: str | None = None,
-                overrides: dict[str, Any] | None = None, n_bits: int | None = None, seed: int = 0,
-                level_spec: str = "all", preset: str | None = None, image_size: int | None = None,
-                crop: int | None = None, allow_other_data: bool = False, budget_s: float | None = None,
-                device: str = "cpu") -> tuple[str, Any]:
+def prepare_run(run_dir: str | Path, data: ImageDataset, spec: RunSpec, seed: int = 0,
+                budget_s: float | None = None, device: str = "cpu") -> tuple[str, Any]:
     """Create the run folder (``model.json``, ``run.json``), or check that an existing one fits the data.
 
     Args:
-        model_type: the model type of a new run (default ``waveletflow``); for an existing run, the type it
-            must hold (None: any).
-        overrides: the model config's entries of a new run, on top of the defaults for the data (ignored, with
-            a note, for an existing run).
-        preset: the preset a new run's config starts from (ignored, with a note, for an existing run).
-        n_bits: the model's bit depth (default: the data's).
+        run_dir: the run folder.
+        data: the images, loaded as ``spec`` says (``spec.image_size`` and ``spec.crop`` are kept in ``run.json``
+            as the defaults of later commands).
+        spec: the data, the levels asked for (checked against the model before anything is written) and the
+            model of a new run (its config options are ignored, with a note, for an existing run).
         seed: stored in ``run.json``; it seeds the initial weights of every later command.
-        level_spec: the levels asked for, checked against the model before anything is written.
-        image_size: the side ``data``'s images were resized to (see :func:`~waveletflow.data.load_dataset`),
-            kept in ``run.json`` as the default of later commands.
-        crop: the side of ``data``'s random crops, likewise.
-        allow_other_data: let an existing run go on with data other than it was made with (see
-            :func:`check_data`).
         budget_s: the time budget of the command; with ``device`` it fits the capacity of a new run's model
             (:func:`~waveletflow.models.capacity.fit_capacity`; the choice is kept in ``run.json``).
         device: the device of the command.
     Returns:
         The model type and config of the run.
     """
+    data_spec, model_type, overrides, n_bits = spec.data, spec.model_type, spec.overrides, spec.n_bits
+    level_spec, preset, image_size, crop = spec.levels, spec.preset, spec.image_size, spec.crop
+    allow_other_data = spec.allow_other_data
     run = RunDir(run_dir)
     if run.is_model():
         name, config = read_model_meta(run.path)
@@ -98,16 +92,6 @@ def new_config(data: ImageDataset, model_type: str | None = None, overrides: dic
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
     return name, config, choice
-
-
-def data_options(run: RunDir, image_size: int | None, crop: int | None) -> tuple[int | None, int | None]:
-    """The image size and crop of a command on ``run``: those given, else the ones in its ``run.json``. Refuses
-    a file in place of the run folder."""
-    if run.path.exists() and not run.path.is_dir():
-        raise UserInputError(f"{run} is a file, not a folder; choose another --out")
-    saved = run.data_options() if run.is_model() else {}
-    return (image_size if image_size is not None else saved.get("image_size"),
-            crop if crop is not None else saved.get("crop"))
 
 
 def check_joint(model: FlowModel, levels: list[int], joint: bool) -> None:

@@ -23,8 +23,9 @@ from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.levels import train_by_gain, train_in_turn, train_level
 from waveletflow.training.run import (
-    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
+    check_joint, check_units, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
+from waveletflow.training.spec import RunSpec
 from waveletflow.training.schedule import budget_shares
 
 log = logging.getLogger("waveletflow")
@@ -57,10 +58,8 @@ def level_weights(model: FlowModel, levels: list[int], run: RunDir, opts: TrainO
     return out
 
 
-def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_type: str | None, level_spec: str,
-                   opts: TrainOptions, overrides: dict[str, Any] | None, n_bits: int | None, image_size: int | None,
-                   data: ImageDataset | None, preset: str | None, crop: int | None, allow_other_data: bool,
-                   data_parallel: bool = True) -> list[dict[str, Any]]:
+def train_torchrun(env: D.DistEnv, run_dir: str | Path, spec: RunSpec, opts: TrainOptions,
+                   data: ImageDataset | None = None, data_parallel: bool = True) -> list[dict[str, Any]]:
     """Train this rank's part of the run (see :func:`waveletflow.training.train`); returns, on the first rank,
     the summaries of every unit of the job, on the others those of their own units."""
     device = D.device_for(opts.device, env.local_rank)
@@ -70,8 +69,7 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_ty
     D.init(env, device)
     try:
         with _rank_errors(env), signals.graceful_stop():
-            results, names = _train_rank(env, RunDir(run_dir), data_spec, model_type, level_spec, opts, overrides,
-                                         n_bits, image_size, data, preset, crop, allow_other_data, data_parallel)
+            results, names = _train_rank(env, RunDir(run_dir), spec, opts, data, data_parallel)
             stopped_by = signals.requested()
     finally:
         D.shutdown()
@@ -82,25 +80,23 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, data_spec: str, model_ty
     return results
 
 
-def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | None, level_spec: str,
-                opts: TrainOptions, overrides, n_bits, image_size, data, preset, crop, allow_other_data: bool,
+def _train_rank(env: D.DistEnv, run: RunDir, spec: RunSpec, opts: TrainOptions, data: ImageDataset | None,
                 data_parallel: bool) -> tuple[list[dict[str, Any]], list[str]]:
     with ExitStack() as stack:
         setup: dict[str, Any] | None = None
         error: BaseException | None = None
         if env.rank == 0:  # checks and prepares the run, holding its lock until every rank has finished
             try:
-                size, crop_ = data_options(run, image_size, crop)
-                data = data or load_dataset(data_spec, image_size=size, crop=crop_)
+                spec = spec.on(run)
+                data = data or load_dataset(spec.data, image_size=spec.image_size, crop=spec.crop)
                 stack.enter_context(run.lock())
                 new = run.is_empty()
                 try:
-                    name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed,
-                                               level_spec, preset, size, crop_, allow_other_data,
-                                               budget_s=opts.time_budget, device=opts.device)
+                    name, config = prepare_run(run.path, data, spec, opts.seed, budget_s=opts.time_budget,
+                                               device=opts.device)
                     info = run.read_run()
                     model = new_model(name, config, info.get("seed", opts.seed))
-                    levels = parse_levels(level_spec, len(model.levels))
+                    levels = parse_levels(spec.levels, len(model.levels))
                     check_joint(model, levels, opts.joint)
                     check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
                     placement = D.place_levels(level_weights(model, levels, run, opts), env.world_size,
@@ -113,7 +109,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
                     raise
                 setup = {"model": run.read_model_json(), "run": run.read_run(), "placement": placement,
                          "name": name, "config": config,
-                         "image_size": size, "crop": crop_}
+                         "image_size": spec.image_size, "crop": spec.crop}
             except Exception as exc:  # noqa: BLE001 - every rank learns of it and stops
                 error = exc
         setup = D.broadcast(setup if error is None else {"error": _one_line(error)})
@@ -137,7 +133,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, data_spec: str, model_type: str | N
             return [], []
         if env.rank != 0:
             _write_run_files(run, setup)  # a rank on a machine that does not share the run folder
-            data = data or load_dataset(data_spec, image_size=setup["image_size"], crop=setup["crop"])
+            data = data or load_dataset(spec.data, image_size=setup["image_size"], crop=setup["crop"])
         info = setup["run"]
         model = new_model(setup["name"], setup["config"], info.get("seed", opts.seed)).to(opts.device)
         levels, ranks = list(placement.levels[g]), placement.ranks[g]

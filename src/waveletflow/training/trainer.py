@@ -27,8 +27,9 @@ from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
 from waveletflow.training.levels import train_by_gain, train_in_turn
 from waveletflow.training.run import (
-    check_joint, check_units, data_options, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
+    check_joint, check_units, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
+from waveletflow.training.spec import RunSpec, check_budget, check_workers
 from waveletflow.training.schedule import (
     auto_workers, budget_shares, group_levels, split_threads, usable_cores,
 )
@@ -79,35 +80,23 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     would have written (:mod:`waveletflow.training.torchrun`).
     """
     opts = opts or TrainOptions()
-    if opts.steps is None and opts.time_budget is None:
-        raise UserInputError("give --steps or --time-budget")
-    if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
-        raise UserInputError(f"--parallel must be 'auto' or at least 1, got {parallel!r}")
-    if opts.joint and parallel != "auto" and parallel > 1:
-        raise UserInputError("--joint trains its levels together in one process; drop --parallel")
-    if threads is not None and threads < 1:
-        raise UserInputError(f"--threads must be at least 1, got {threads}")
-    opts = opts.resolved()
+    check_budget(opts.steps, opts.time_budget)
     env = DistEnv.from_env()
+    check_workers(parallel, threads, opts.joint, under_torchrun=env is not None and lock)
+    opts = opts.resolved()
+    spec = RunSpec(data_spec, level_spec, model_type, overrides, preset, n_bits, image_size, crop, allow_other_data)
     if env is not None and lock:  # a rank of a torchrun job (level workers of --parallel never are)
-        if parallel != "auto" and parallel > 1:
-            raise UserInputError("--parallel starts level processes of its own; under torchrun every rank is one "
-                                 "already: leave --parallel out")
-
-        return train_torchrun(env, run_dir, data_spec, model_type, level_spec, opts, overrides, n_bits, image_size,
-                              data, preset, crop, allow_other_data, data_parallel)
+        return train_torchrun(env, run_dir, spec, opts, data, data_parallel)
     run = RunDir(run_dir)
-    image_size, crop = data_options(run, image_size, crop)
-    data = data or load_dataset(data_spec, image_size=image_size, crop=crop)
+    spec = spec.on(run)
+    data = data or load_dataset(spec.data, image_size=spec.image_size, crop=spec.crop)
     with (signals.graceful_stop() if lock else nullcontext()), (run.lock() if lock else nullcontext()):
         new = run.is_empty()  # only then may a failure remove what this command wrote
         try:
-            name, config = prepare_run(run.path, data, data_spec, model_type, overrides, n_bits, opts.seed,
-                                       level_spec, preset, image_size, crop, allow_other_data,
-                                       budget_s=opts.time_budget, device=opts.device)
+            name, config = prepare_run(run.path, data, spec, opts.seed, budget_s=opts.time_budget, device=opts.device)
             info = run.read_run()
             model = new_model(name, config, info.get("seed", opts.seed)).to(opts.device)
-            levels = parse_levels(level_spec, len(model.levels))
+            levels = parse_levels(spec.levels, len(model.levels))
             check_joint(model, levels, opts.joint)
             check_units(run, model, [levels] if opts.joint else [[v] for v in levels])
             work = Workers.plan(model, levels, parallel, opts, threads)
