@@ -154,7 +154,7 @@ def test_mrcnf_trains_and_loads_through_the_shared_trainer(tmp_path, capsys, joi
            "eval_solver": {"method": "rk4", "atol": 1e-3, "rtol": 1e-3}}
     opts = TrainOptions(steps=2, batch_size=8, init_batch=8, val_images=8, progress=False, joint=joint)
     res = train(tmp_path / "m", "digits", "mrcnf", "all", 1, opts, cfg, data=data)
-    assert [r["step"] for r in res] == ([2] if joint else [2, 2])
+    assert [r.step for r in res] == ([2] if joint else [2, 2])
     import csv
 
     with open(tmp_path / "m" / ("joint_0-1" if joint else "level_01") / "metrics.csv") as fh:

@@ -66,7 +66,7 @@ def test_bf16_and_float32_training_end_close_in_training_loss(tmp_path):
     for precision in ("fp32", "bf16"):
         res = train(tmp_path / precision, "digits", "waveletflow", "3", 1,
                     opts(steps=20, precision=precision, log_every=20), dict(TINY_WF), data=data)
-        assert res[0]["step"] == 20
+        assert res[0].step == 20
         rows = (tmp_path / precision / "level_03" / "metrics.csv").read_text().splitlines()
         losses[precision] = float(rows[-1].split(",")[2])  # the mean training bits/dim of the 20 steps
     # one seed, the same batches: bfloat16 networks move the loss by far less than training does (5.6 → 3.6)
@@ -94,7 +94,7 @@ def test_compiled_runs_resume_without_compile_and_the_reverse(tmp_path):
         ck = torch.load(tmp_path / name / "level_01" / "checkpoint.pt", weights_only=False)
         assert not any("_orig_mod" in k for k in ck["model"])  # the plain module's names
         res = train(tmp_path / name, "digits", None, "1", 1, opts(steps=12, compile=second, **common), data=data)
-        assert res[0]["step"] == 12
+        assert res[0].step == 12
         return level_params(tmp_path / name)
 
     eager, compiled = run("eager", False, False), run("compiled", True, True)

@@ -84,7 +84,7 @@ def test_training_on_crops_of_larger_images(tmp_path):
     # resuming without --crop uses the run's crop
     res = train(tmp_path / "run", str(tmp_path / "data"), None, "all", 1, TrainOptions(
         steps=3, batch_size=4, init_batch=4, val_images=2, progress=False, curves=False))
-    assert all(r["step"] == 3 for r in res)
+    assert all(r.step == 3 for r in res)
 
 
 @pytest.mark.parametrize("make, message", [

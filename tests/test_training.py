@@ -34,7 +34,7 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path):
     first = json.loads((tmp_path / "b" / "level_03" / "state.json").read_text())
     assert first["step"] == 5
     res = train(tmp_path / "b", "digits", None, "all", 1, opts(steps=12, decay=0.0), data=data)
-    assert [r["step"] for r in res] == [12, 12, 12, 12]
+    assert [r.step for r in res] == [12, 12, 12, 12]
     a, b = level_params(tmp_path / "a"), level_params(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a:
@@ -52,7 +52,7 @@ def test_single_level_and_time_budget(tmp_path):
     with pytest.raises(ValueError, match="never trained"):
         load(tmp_path / "r")
     res = train(tmp_path / "r", "digits", None, "0,1,3", 1, opts(time_budget=4.0), data=data)
-    assert all(r["step"] >= 1 for r in res)
+    assert all(r.step >= 1 for r in res)
     assert load(tmp_path / "r").log_prob(torch.rand(2, 1, 8, 8)).shape == (2,)
 
 
@@ -91,7 +91,7 @@ def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(cls, "_level_terms", flaky)
     res = train(tmp_path / "r", "digits", None, "3", 1, opts(steps=6), data=data)
-    assert res[0]["step"] == 6 and calls["n"] > 3
+    assert res[0].step == 6 and calls["n"] > 3
     assert all(torch.isfinite(v).all() for v in load(tmp_path / "r", allow_untrained=True).levels[3].state_dict().values() if v.is_floating_point())
 
 
@@ -174,10 +174,10 @@ def test_joint_training_moves_every_level_and_resumes_exactly(tmp_path):
     data = load_dataset("digits")
     o = opts(steps=6, joint=True)
     res = train(tmp_path / "a", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
-    assert len(res) == 1 and res[0]["level"] == [0, 1, 2, 3] and res[0]["step"] == 6
+    assert len(res) == 1 and res[0].levels == (0, 1, 2, 3) and res[0].step == 6
     dims = [1, 3, 12, 48]
     # the joint validation figure is the dimension-weighted mean of the per-level ones
-    assert abs(res[0]["val_bpd"] - sum(b * d for b, d in zip(res[0]["levels_val_bpd"], dims)) / 64) < 1e-9
+    assert abs(res[0].val_bpd - sum(b * d for b, d in zip(res[0].levels_val_bpd, dims)) / 64) < 1e-9
     unit = tmp_path / "a" / "joint_0-1-2-3"
     assert (unit / "checkpoint.pt").exists() and (unit / "metrics.csv").read_text().splitlines()[-1].startswith("6,")
     for level in range(4):
@@ -233,7 +233,7 @@ def test_no_curves_writes_no_curves(tmp_path, caplog):
         run = tmp_path / f"p{parallel}"
         o = opts(steps=2, curves=False)
         res = train(run, "digits", "waveletflow", "0,1", parallel, o, dict(TINY_WF), data=data)
-        assert [r["level"] for r in res] == [0, 1] and all(r["step"] == 2 for r in res)
+        assert [r.levels for r in res] == [(0,), (1,)] and all(r.step == 2 for r in res)
         assert (run / "level_01" / "metrics.csv").is_file()
         assert not (run / "curves.png").exists()
     # a corrupt checkpoint is found before any level is trained further
@@ -247,7 +247,7 @@ def test_no_curves_writes_no_curves(tmp_path, caplog):
     (run / "level_01" / "checkpoint.pt").unlink()
     with caplog.at_level("INFO", logger="waveletflow"):
         res = train(run, "digits", None, "0,1", 2, opts(steps=3, curves=False), data=data)
-    assert [r["step"] for r in res] == [3, 3] and not (run / "curves.png").exists()
+    assert [r.step for r in res] == [3, 3] and not (run / "curves.png").exists()
     assert "level 1 starts from its saved weights" in caplog.text
 
 
@@ -317,7 +317,7 @@ def test_adamax_decay_and_their_checks(tmp_path):
     data = load_dataset("digits")
     res = train(tmp_path / "r", "digits", "waveletflow", "2", 1, opts(steps=4, lr=1e-3, optimizer="adamax", decay=0.5, ema=0.0),
                 dict(TINY_WF), data=data)
-    assert res[0]["step"] == 4
+    assert res[0].step == 4
     ck = torch.load(tmp_path / "r" / "level_02" / "checkpoint.pt", weights_only=True)
     assert "average" not in ck and all("exp_inf" in s for s in ck["optimizer"]["state"].values())  # Adamax's state
     rows = (tmp_path / "r" / "level_02" / "metrics.csv").read_text().splitlines()
@@ -354,7 +354,7 @@ def test_gain_schedule_trains_every_level_in_slices(tmp_path):
     data = load_dataset("digits")
     o = opts(time_budget=6.0, schedule="gain", slice_seconds=1.0, eval_every=10**6)
     res = train(tmp_path / "r", "digits", "waveletflow", "all", 1, o, dict(TINY_WF), data=data)
-    assert [r["level"] for r in res] == [0, 1, 2, 3] and all(r["step"] >= 1 for r in res)
+    assert [r.levels for r in res] == [(0,), (1,), (2,), (3,)] and all(r.step >= 1 for r in res)
     for level in range(4):
         rows = (tmp_path / "r" / f"level_{level:02d}" / "metrics.csv").read_text().splitlines()
         assert sum(1 for r in rows[1:] if r.split(",")[3]) >= 1  # each slice ends with a validation
@@ -398,7 +398,7 @@ def test_keep_best_saves_the_weights_of_the_best_validation(tmp_path, monkeypatc
     monkeypatch.setattr(TrainUnit, "validate", validate)
     o = dict(batch_size=8, init_batch=8, eval_every=2, val_images=20, keep_best=True, progress=False, curves=False)
     res = train(tmp_path / "r", "digits", "waveletflow", "0", 1, TrainOptions(steps=6, **o), dict(TINY_WF), data=data)
-    assert res[0]["val_bpd"] == 3.0 and res[0]["best_step"] == 4 and res[0]["last_val_bpd"] == 4.0
+    assert res[0].val_bpd == 3.0 and res[0].best_step == 4 and res[0].last_val_bpd == 4.0
     run = RunDir(tmp_path / "r")
     saved = load_file(run.weights_file(0))
     matching = [k for k in snapshots[4] if k in saved]
@@ -407,6 +407,6 @@ def test_keep_best_saves_the_weights_of_the_best_validation(tmp_path, monkeypatc
     assert run.read_state(0)["val_bpd"] == 3.0 and run.read_state(0)["best_step"] == 4
     res = train(tmp_path / "r", "digits", "waveletflow", "0", 1, TrainOptions(steps=12, **o), dict(TINY_WF), data=data)
     # resumed: the best (3.0 at step 4) is remembered; 2.5 at step 10 beats it, 7.0 at step 12 does not
-    assert res[0]["val_bpd"] == 2.5 and res[0]["best_step"] == 10
+    assert res[0].val_bpd == 2.5 and res[0].best_step == 10
     saved = load_file(run.weights_file(0))
     assert all(torch.equal(saved[k], snapshots[10][k]) for k in matching)

@@ -27,16 +27,15 @@ _OPTION_FLAGS = ("steps", "time_budget", "batch_size", "lr", "warmup", "seed", "
                  "optimizer", "ema", "decay", "schedule", "checkpoint_every", "precision", "compile")
 
 
-def _print_summary(results: list[dict], seconds: float, out: str) -> None:
+def _print_summary(results: list, seconds: float, out: str) -> None:
     for r in results:
-        val = r.get("val_bpd")
-        if isinstance(r["level"], list):
-            per = ", ".join(f"{b:.4f}" for b in r["levels_val_bpd"])
-            print(f"levels {','.join(map(str, r['level']))} (joint): step {r['step']}, validation {val:.4f} bits/dim "
-                  f"of their dimensions (per level, of its own: {per})")
+        if len(r.levels) > 1:
+            per = ", ".join(f"{b:.4f}" for b in r.levels_val_bpd)
+            print(f"{r.where} (joint): step {r.step}, validation {r.val_bpd:.4f} bits/dim of their dimensions "
+                  f"(per level, of its own: {per})")
         else:
-            print(f"level {r['level']}: step {r['step']}, validation {val:.4f} bits/dim of the level"
-                  if val is not None else f"level {r['level']}: step {r['step']}")
+            print(f"{r.where}: step {r.step}, validation {r.val_bpd:.4f} bits/dim of the level"
+                  if r.val_bpd is not None else f"{r.where}: step {r.step}")
     print(f"trained in {seconds:.0f} s; run folder {out}")
 
 
@@ -51,9 +50,7 @@ def cmd_train(a) -> int:
 
 def train_options(a) -> TrainOptions:
     """The ``TrainOptions`` of ``train``'s flags (also ``plan``'s), each checked: one line for a bad value."""
-    from waveletflow.training import TrainOptions
-
-    from waveletflow.training import check_budget, check_workers
+    from waveletflow.training import TrainOptions, check_budget, check_workers
 
     for name in ("steps", "batch_size", "checkpoint_every", "n_bits"):  # flags' own words for a CLI user
         v = getattr(a, name)
@@ -86,7 +83,6 @@ def _train(a) -> int:
 
 def cmd_evaluate(a) -> int:
     from waveletflow.data import load_dataset
-
     from waveletflow.rundir import RunDir
 
     model, solver = load_model(a)
@@ -197,12 +193,10 @@ def cmd_sample(a) -> int:
 
 
 def cmd_super_resolve(a) -> int:
+    import numpy as np
     import torch
 
     from waveletflow.images import from_display, read_image, save_png, to_display
-
-    import numpy as np
-
     from waveletflow.superres import box_downsample
 
     image_out(a.out)

@@ -8,7 +8,6 @@ import logging
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from waveletflow.models import FlowModel
 from waveletflow.rundir import RunDir
@@ -18,19 +17,19 @@ from waveletflow.training.loop import Stop, fit
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink, NullSink
-from waveletflow.training.unit import TrainUnit
+from waveletflow.training.unit import TrainUnit, UnitResult
 
 log = logging.getLogger("waveletflow")
 
 
 def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, train_images, val_images,
                 data_bits: int, opts: TrainOptions, budget_s: float | None = None,
-                dp: DataParallel | None = None) -> dict[str, Any]:
+                dp: DataParallel | None = None) -> UnitResult:
     """Train one level, or several levels jointly (one optimiser on their summed NLL, the bits/dim of the image
     when they are all the levels), until ``opts.steps`` optimiser steps in total or ``budget_s`` seconds.
 
-    Resumes from the unit's checkpoint when there is one (step, optimiser, random generator). Returns a summary:
-    ``{level, step, elapsed_s, val_bpd}``, with ``level`` a list and ``levels_val_bpd`` for a joint unit.
+    Resumes from the unit's checkpoint when there is one (step, optimiser, random generator). Returns how the
+    unit ended (:class:`~waveletflow.training.unit.UnitResult`).
     With ``dp`` (under ``torchrun``) this rank trains the unit data-parallel in that group; only the group's
     first rank writes files.
     """
@@ -48,7 +47,7 @@ def train_level(model: FlowModel, level: int | list[int], run_dir: str | Path, t
 
 
 def train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
-                   opts: TrainOptions) -> list[dict[str, Any]]:
+                   opts: TrainOptions) -> list[UnitResult]:
     """The units one after the other (all levels as one unit with ``joint``), a time budget split up front by
     :func:`budget_shares`; time a unit leaves unused passes to the units after it."""
     shares = budget_shares(model.level_dims, levels)
@@ -67,7 +66,7 @@ def train_in_turn(model: FlowModel, levels: list[int], run: RunDir, train_images
 
 
 def train_by_gain(model: FlowModel, levels: list[int], run: RunDir, train_images, val_images, data_bits: int,
-                   opts: TrainOptions) -> list[dict[str, Any]]:
+                   opts: TrainOptions) -> list[UnitResult]:
     """Levels trained on their own, the time budget handed out in slices by :class:`MarginalGainSchedule`: each
     slice ends with a validation, whose figure (the level's contribution to the image's bits/dim) steers the next.
     With a learning-rate ``decay``, that final fraction of the budget is kept back and split among the levels by

@@ -38,11 +38,10 @@ class TrainingStopped(Exception):
         self.signal = signum
 
 
-def stopped(results: list[dict[str, Any]], signum: int) -> TrainingStopped:
-    """The :class:`TrainingStopped` of units that stopped at a signal, from their summaries."""
-    where = ", ".join(("level " if isinstance(r["level"], int) else "levels ")
-                      + (str(r["level"]) if isinstance(r["level"], int) else ",".join(map(str, r["level"])))
-                      + f" at step {r['step']}" for r in results)
+def stopped(results: list[Any], signum: int) -> TrainingStopped:
+    """The :class:`TrainingStopped` of units that stopped at a signal, from their results
+    (:class:`~waveletflow.training.unit.UnitResult`)."""
+    where = ", ".join(f"{r.where} at step {r.step}" for r in results)
     return TrainingStopped(f"stopped by {signal.Signals(signum).name}" + (f": {where}" if where else "")
                            + " (checkpoints written); rerun the same command to resume", signum)
 

@@ -19,14 +19,15 @@ from waveletflow.models import FlowModel
 from waveletflow.rundir import MODEL_FILE, RUN_FILE, RunDir, write_json_atomic
 from waveletflow.training import distributed as D
 from waveletflow.training import signals
+from waveletflow.training.levels import train_by_gain, train_in_turn, train_level
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.levels import train_by_gain, train_in_turn, train_level
 from waveletflow.training.run import (
     check_joint, check_units, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
-from waveletflow.training.spec import RunSpec
 from waveletflow.training.schedule import budget_shares
+from waveletflow.training.spec import RunSpec
+from waveletflow.training.unit import UnitResult
 
 log = logging.getLogger("waveletflow")
 
@@ -59,7 +60,7 @@ def level_weights(model: FlowModel, levels: list[int], run: RunDir, opts: TrainO
 
 
 def train_torchrun(env: D.DistEnv, run_dir: str | Path, spec: RunSpec, opts: TrainOptions,
-                   data: ImageDataset | None = None, data_parallel: bool = True) -> list[dict[str, Any]]:
+                   data: ImageDataset | None = None, data_parallel: bool = True) -> list[UnitResult]:
     """Train this rank's part of the run (see :func:`waveletflow.training.train`); returns, on the first rank,
     the summaries of every unit of the job, on the others those of their own units."""
     device = D.device_for(opts.device, env.local_rank)
@@ -81,7 +82,7 @@ def train_torchrun(env: D.DistEnv, run_dir: str | Path, spec: RunSpec, opts: Tra
 
 
 def _train_rank(env: D.DistEnv, run: RunDir, spec: RunSpec, opts: TrainOptions, data: ImageDataset | None,
-                data_parallel: bool) -> tuple[list[dict[str, Any]], list[str]]:
+                data_parallel: bool) -> tuple[list[UnitResult], list[str]]:
     with ExitStack() as stack:
         setup: dict[str, Any] | None = None
         error: BaseException | None = None
@@ -154,7 +155,7 @@ def _train_rank(env: D.DistEnv, run: RunDir, spec: RunSpec, opts: TrainOptions, 
             results = train_in_turn(*args)
         everything = D.all_gather(results, group=finish_group)  # waits for the slowest level
         results = sorted((r for part in everything for r in part),
-                         key=lambda r: r["level"] if isinstance(r["level"], int) else r["level"][0])
+                         key=lambda r: r.levels)
         return results, model.level_names()
 
 

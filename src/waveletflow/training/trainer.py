@@ -23,17 +23,16 @@ from waveletflow.models import FlowModel
 from waveletflow.rundir import RunDir
 from waveletflow.training import signals
 from waveletflow.training.distributed import DistEnv, worker_device
+from waveletflow.training.levels import train_by_gain, train_in_turn
 from waveletflow.training.options import TrainOptions
 from waveletflow.training.plots import plot_curves
-from waveletflow.training.levels import train_by_gain, train_in_turn
 from waveletflow.training.run import (
     check_joint, check_units, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
+from waveletflow.training.schedule import auto_workers, budget_shares, group_levels, split_threads, usable_cores
 from waveletflow.training.spec import RunSpec, check_budget, check_workers
-from waveletflow.training.schedule import (
-    auto_workers, budget_shares, group_levels, split_threads, usable_cores,
-)
 from waveletflow.training.torchrun import train_torchrun
+from waveletflow.training.unit import UnitResult
 
 log = logging.getLogger("waveletflow")
 
@@ -42,7 +41,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
           parallel: int | str = 1, opts: TrainOptions | None = None, overrides: dict[str, Any] | None = None,
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
           preset: str | None = None, crop: int | None = None, allow_other_data: bool = False,
-          lock: bool = True, data_parallel: bool = True, threads: int | None = None) -> list[dict[str, Any]]:
+          lock: bool = True, data_parallel: bool = True, threads: int | None = None) -> list[UnitResult]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
 
     Everything is checked before anything is written: the options, the data (against the run's ``run.json``),
@@ -164,7 +163,7 @@ class Workers:
 
 
 def _train_levels(run: RunDir, data_spec: str, data: ImageDataset, model: FlowModel, levels: list[int],
-                  work: Workers, opts: TrainOptions, info: dict[str, Any]) -> list[dict[str, Any]]:
+                  work: Workers, opts: TrainOptions, info: dict[str, Any]) -> list[UnitResult]:
     if len(work.groups) > 1:
         return _train_parallel(run, data_spec, data, work, opts)
     train_x, val_x = split_train_val(data, info["val_size"])
@@ -176,7 +175,7 @@ def _train_levels(run: RunDir, data_spec: str, data: ImageDataset, model: FlowMo
 
 # ----- level workers -------------------------------------------------------------------------------
 def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Workers,
-                    opts: TrainOptions) -> list[dict[str, Any]]:
+                    opts: TrainOptions) -> list[UnitResult]:
     """Train ``work``'s groups of levels in worker processes that share the cores; on CUDA with several GPUs each
     worker trains on its own (``cuda:i``)."""
     ctx = multiprocessing.get_context("spawn")
@@ -215,7 +214,7 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Worke
         relay.stop()
     if errors:
         raise UserInputError(f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
-    return sorted(results, key=lambda r: r["level"])
+    return sorted(results, key=lambda r: r.levels)
 
 
 def _kill(workers) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,29 @@ log = logging.getLogger("waveletflow")
 
 #: the block means of a unit's training images are kept in memory up to this size (bytes)
 MEANS_CACHE_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """How a unit's training ended: its ``levels`` (one level, or several trained jointly), the optimiser ``step``
+    reached, the seconds trained, and the validation bits/dim of the weights its files hold (``val_bpd``: of the
+    unit's dimensions; ``levels_val_bpd``: per level, of its own, for a joint unit). With the best weights kept,
+    ``best_step`` is the step they come from and ``last_val_bpd`` the last validation. ``compile_s``: the compile
+    time of a compiled training step."""
+
+    levels: tuple[int, ...]
+    step: int
+    elapsed_s: float
+    val_bpd: float | None
+    levels_val_bpd: tuple[float, ...] | None = None
+    best_step: int | None = None
+    last_val_bpd: float | None = None
+    compile_s: float | None = None
+
+    @property
+    def where(self) -> str:
+        """``level 2`` or ``levels 0,1,2``."""
+        return ("level " if len(self.levels) == 1 else "levels ") + ",".join(map(str, self.levels))
 
 
 class TrainUnit:
@@ -302,7 +326,7 @@ class TrainUnit:
             return False
         return self.average is None or self.average.finite()
 
-    def finish(self, elapsed_s: float) -> dict[str, Any]:
+    def finish(self, elapsed_s: float) -> UnitResult:
         """Validate (if the last step was not validated), write the final checkpoint; the unit's summary. Only
         the writer validates and writes."""
         if self.writer:
@@ -319,16 +343,14 @@ class TrainUnit:
         ck = self._load_checkpoint()
         log.warning("%s diverged; restored the checkpoint of step %d", self.desc, int(ck["step"]))
 
-    def summary(self, elapsed_s: float) -> dict[str, Any]:
-        """``{level, step, elapsed_s, val_bpd}`` (``level`` a list and ``levels_val_bpd`` for a joint unit)."""
-        out = {"level": self.single if self.single is not None else self.levels, "step": self.step,
-               "elapsed_s": elapsed_s, "val_bpd": self.val_bpd}
-        if self.single is None:
-            out["levels_val_bpd"] = self.levels_val_bpd
-        if self.best is not None:  # what the weights file holds
-            out.update(val_bpd=self.best["val_bpd"], best_step=self.best["step"], last_val_bpd=self.val_bpd)
-            if self.single is None:
-                out["levels_val_bpd"] = self.best["levels_val_bpd"]
-        if self.compile_s is not None:
-            out["compile_s"] = round(self.compile_s, 2)
-        return out
+    def summary(self, elapsed_s: float) -> UnitResult:
+        """What the unit's weights hold after ``elapsed_s`` seconds of training (see :class:`UnitResult`)."""
+        best = self.best
+        per_level = best["levels_val_bpd"] if best is not None else self.levels_val_bpd
+        return UnitResult(
+            levels=tuple(self.levels), step=self.step, elapsed_s=elapsed_s,
+            val_bpd=best["val_bpd"] if best is not None else self.val_bpd,
+            levels_val_bpd=None if self.single is not None or per_level is None else tuple(per_level),
+            best_step=None if best is None else best["step"],
+            last_val_bpd=None if best is None else self.val_bpd,
+            compile_s=None if self.compile_s is None else round(self.compile_s, 2))
