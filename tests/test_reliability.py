@@ -524,7 +524,7 @@ def test_quality_says_when_the_data_has_fewer_test_images_than_samples(workspace
 
 def test_sampling_never_returns_non_finite_images(monkeypatch):
     from waveletflow.models import build_model
-    from waveletflow.models.base import MAX_REDRAWS, NonFiniteSamples
+    from waveletflow.models.draws import MAX_REDRAWS, NonFiniteSamples
 
     model = build_model("waveletflow", {"image_shape": [1, 8, 8], "n_bits": 5, **TINY_WF}).eval()
     real = model.decode
