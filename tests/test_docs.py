@@ -106,3 +106,16 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "models" / "index.html").is_file()
+
+
+def test_every_public_module_has_an_api_page():
+    """Each module and package of ``waveletflow`` has its reference page (a package's page holds its modules)."""
+    import waveletflow
+
+    root = Path(waveletflow.__file__).parent
+    rooms = {p.name.removesuffix(".py") for p in root.iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").is_file()) and not p.name.startswith("_")}
+    pages = {p.stem for p in (REPO / "docs" / "api").glob("*.md")}
+    assert rooms <= pages, sorted(rooms - pages)
+    nav = (REPO / "mkdocs.yml").read_text()
+    assert all(f"api/{name}.md" in nav for name in pages)
