@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from waveletflow import sampling
 from waveletflow.cli.common import (
-    LevelBars, display_max, draw_samples, image_out, load_model, mcmc_options, other_rank, out_folder,
-    parse_temperature, print_mcmc_report, read_overrides, save_samples,
+    display_max, draw_samples, image_out, load_model, mcmc_options, other_rank, out_folder,
+    parse_temperature, print_mcmc_report, read_overrides, save_samples, seeded_draw,
 )
 from waveletflow.errors import RankError, ReportedElsewhere, UserInputError
 from waveletflow.rundir import RunDir
@@ -194,7 +194,6 @@ def cmd_sample(a) -> int:
 
 def cmd_super_resolve(a) -> int:
     import numpy as np
-    import torch
 
     from waveletflow.images import from_display, read_image, save_png, to_display
     from waveletflow.superres import box_downsample
@@ -212,16 +211,9 @@ def cmd_super_resolve(a) -> int:
         if a.downsample < 2:
             raise UserInputError(f"--downsample must be at least 2, got {a.downsample}")
         low = box_downsample(image, a.downsample)
-    gen = torch.Generator().manual_seed(a.seed)
-    report: list[dict] = []
-    redrawn: list[int] = []
-    bars = LevelBars(model, mcmc is not None and not a.json)
-    t0 = time.perf_counter()
-    try:
-        high = sampling.super_resolve(model, low, temperature, gen, a.size, mcmc, report, bars, redrawn, solver)
-    finally:
-        bars.close()
-    seconds = time.perf_counter() - t0
+    high, report, redrawn, seconds = seeded_draw(
+        model, a, mcmc, lambda gen, report, bars, redrawn: sampling.super_resolve(
+            model, low, temperature, gen, a.size, mcmc, report, bars, redrawn, solver))
     out = high[0]
     if a.downsample is not None:
         f = out.shape[0] // low.shape[1]

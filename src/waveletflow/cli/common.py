@@ -124,9 +124,10 @@ class LevelBars:
             self.bar = None
 
 
-def draw_samples(model, a, temperature, mcmc, solver):
-    """``a.n`` samples seeded by ``a.seed`` (with progress bars under ``--mcmc``): the images, each level's MCMC
-    statistics and the seconds it took."""
+def seeded_draw(model, a, mcmc, draw) -> tuple[Any, list[dict], list[int], float]:
+    """``draw(generator, report, progress, redrawn)`` seeded by ``a.seed``, with a progress bar per level under
+    ``--mcmc`` (not with ``--json``): its result, each level's MCMC statistics, the counts of images drawn again and
+    the seconds it took."""
     import torch
 
     gen = torch.Generator().manual_seed(a.seed)
@@ -135,11 +136,20 @@ def draw_samples(model, a, temperature, mcmc, solver):
     bars = LevelBars(model, mcmc is not None and not a.json)
     t0 = time.perf_counter()
     try:
-        x = sampling.sample(model, a.n, temperature, gen, mcmc, report, bars, redrawn, solver)
+        out = draw(gen, report, bars, redrawn)
     finally:
         bars.close()
+    return out, report, redrawn, time.perf_counter() - t0
+
+
+def draw_samples(model, a, temperature, mcmc, solver):
+    """``a.n`` samples (see :func:`seeded_draw`): the images, each level's MCMC statistics and the seconds it took;
+    ``a.redrawn`` the images drawn again."""
+    x, report, redrawn, seconds = seeded_draw(
+        model, a, mcmc, lambda gen, report, bars, redrawn: sampling.sample(model, a.n, temperature, gen, mcmc,
+                                                                            report, bars, redrawn, solver))
     a.redrawn = sum(redrawn)
-    return x, report, time.perf_counter() - t0
+    return x, report, seconds
 
 
 def print_mcmc_report(report: list[dict]) -> None:
