@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks.machine import machine
 from benchmarks import rows as rowfile
-from benchmarks.readme import write_block
+from benchmarks.readme import markers, write_block
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -228,21 +228,37 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(result: dict) -> str:
+    """The headline of :func:`markdown`: the machine, the command and the table of test bits/dim (the README's
+    front page holds this; the docs the whole report)."""
+    full = markdown(result)
+    head = full.split("\n\nParameters and steps", 1)[0] + "\n"
+    partial = [line for line in full.splitlines() if line.startswith("(Partial:")]
+    return head + ("\n" + partial[0] + "\n" if partial else "")
+
+
+#: the blocks a page may hold, and what fills each
+BLOCKS = {"defaults": markdown, "defaults-summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="only print the tables of the result file")
     p.add_argument("--readme", nargs="+", metavar="FILE",
-                   help="also write the table into these Markdown files, between their defaults markers")
+                   help="also write the tables into these Markdown files, between their defaults (the whole report) "
+                        "or defaults-summary (the headline) markers")
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--work", default="runs/defaults")
     a = p.parse_args(argv)
     if not a.report:
         run_all(plan(a.datasets.split(","), [int(s) for s in a.seeds.split(",")]), Path(a.work))
-    text = markdown(rowfile.load(RESULTS))
+    result = rowfile.load(RESULTS)
     for page in a.readme or []:
-        write_block(page, "defaults", text)
-    print(text, end="")
+        for name, make in BLOCKS.items():
+            if markers(name)[0] in Path(page).read_text():
+                write_block(page, name, make(result))
+    print(markdown(result), end="")
     return 0
 
 

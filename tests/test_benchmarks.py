@@ -208,7 +208,7 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
         assert torch.allclose(model.decode(model.encode(x)), x, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["defaults", "throughput", "capacity"])
+@pytest.mark.parametrize("name", ["defaults", "defaults-summary", "throughput", "capacity"])
 def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(name):
     """Every table between a page's markers (README and docs) is what its result file gives, never a hand copy."""
     from pathlib import Path
@@ -217,13 +217,14 @@ def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(nam
     from benchmarks.readme import block, markers
 
     repo = Path(__file__).parents[1]
-    module = {"defaults": defaults, "throughput": throughput, "capacity": capacity}[name]
+    module = {"defaults": defaults, "throughput": throughput, "capacity": capacity}[name.split("-")[0]]
+    make = defaults.BLOCKS[name] if name.startswith("defaults") else module.markdown
     pages = [p for p in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
              if markers(name)[0] in p.read_text()]
     assert pages, f"no page holds the {name} table"
-    path = repo / "benchmarks" / "results" / f"{name}.json"
+    path = repo / "benchmarks" / "results" / f"{name.split('-')[0]}.json"
     if not path.is_file():
         pytest.skip(f"{path.name} not measured yet")
-    table = module.markdown(json.loads(path.read_text()))
+    table = make(json.loads(path.read_text()))
     for page in pages:
         assert block(page.read_text(), name) == table, page.relative_to(repo)
