@@ -214,7 +214,8 @@ def test_upgrade_format_1_waveletflow_meta():
         },
     }
     meta = upgrade_model_meta(old)
-    assert meta["version"] == MODEL_FORMAT == 2 and meta["model_type"] == "waveletflow"
+    assert meta["version"] == MODEL_FORMAT == 3 and meta["model_type"] == "waveletflow"
+    assert meta["config"]["wavelet"] == "haar"  # formats 1 and 2 knew Haar only
     assert "preset" not in meta["config"] and "base" not in meta["config"] and "base" in old["config"]
     cfg = WaveletFlowConfig.from_dict(meta["config"])
     assert cfg == waveletflow_config((1, 8, 8), n_bits=5, display_max=31)

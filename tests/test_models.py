@@ -26,10 +26,10 @@ def tiny_glow(shape=(1, 8, 8), dtype=torch.float64):
     return m.eval()
 
 
-def tiny_mrcnf(dtype=torch.float64):
+def tiny_mrcnf(dtype=torch.float64, **kw):
     pytest.importorskip("torchdiffeq")
     cfg = mrcnf_config((1, 4, 4), 5, base_size=2, hidden=[4], divergence="exact",
-                       eval_solver={"method": "dopri5", "atol": 1e-7, "rtol": 1e-7})
+                       eval_solver={"method": "dopri5", "atol": 1e-7, "rtol": 1e-7}, **kw)
     m = mrcnf(cfg).to(dtype)
     randomize(m, scale=0.1)
     return m.eval()
@@ -42,9 +42,14 @@ MODELS = {
     "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:3]),
     "waveletflow-conditioning-network": lambda: tiny_wf(
         levels=[TINY_WF["levels"][0], *({**lv, "cond_width": 4, "cond_depth": 2} for lv in TINY_WF["levels"][1:])]),
+    "waveletflow-cdf53": lambda: tiny_wf(wavelet="cdf53"),
+    "waveletflow-cdf97": lambda: tiny_wf(wavelet="cdf97"),
+    "waveletflow-cdf97-unimodular-rgb": lambda: tiny_wf((3, 8, 8), convention="unimodular", wavelet="cdf97",
+                                                        base_size=2, levels=TINY_WF["levels"][:3]),
     "glow": lambda: tiny_glow(),
     "glow-rgb": lambda: tiny_glow((3, 8, 8)),
     "mrcnf": lambda: tiny_mrcnf(),
+    "mrcnf-cdf53": lambda: tiny_mrcnf(wavelet="cdf53"),
 }
 
 
@@ -152,7 +157,7 @@ def test_per_level_temperatures():
         model.sample(2, [1.0, 0.5])
 
 
-@pytest.mark.parametrize("name", ["waveletflow-average", "glow"])
+@pytest.mark.parametrize("name", ["waveletflow-average", "waveletflow-cdf97", "glow"])
 def test_save_load_round_trip(name, tmp_path):
     model = MODELS[name]().float()
     save(model, tmp_path / "m")

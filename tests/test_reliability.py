@@ -69,6 +69,7 @@ def workspace(tmp_path, trained):
     (tmp_path / "huge.json").write_text('{"levels": [{}, {"width": 60000}, {}, {}]}')
     (tmp_path / "wide.json").write_text('{"levels": [{}, {"width": 1000000000}, {}, {}]}')
     (tmp_path / "deep.json").write_text('{"levels": [{}, {"n_steps": 100000}, {}, {}]}')
+    (tmp_path / "cropped.json").write_text('{"levels": [{}, {}, {}, {"crop": 4}]}')
     (tmp_path / "rand.npz").write_bytes(np.random.default_rng(0).bytes(3000))
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "other.npz", x_train=rng.integers(0, 32, (200, 8, 8, 1), dtype=np.uint8),
@@ -167,6 +168,12 @@ BAD_INPUTS = [
     (["superres-eval", "{tmp}/run", "--data", "{tmp}/d4.npz"], "needs images of at least 6x6; the test images are 4x4"),
     (["superres-eval", "{tmp}/run", "--data", "{tmp}/d16.npz"], "the test images are 16x16 with 1 channel"),
     (["superres-eval", "{tmp}/run", "--data", "{tmp}/d8bits.npz"], "give data of the model's bit depth"),
+    # wavelets past Haar
+    (TRAIN_RUN + ["--wavelet", "cdf97"], "holds a waveletflow model with the haar wavelet, not --wavelet cdf97"),
+    (TRAIN_NEW + ["--model", "glow", "--wavelet", "cdf53"], "--wavelet is for the wavelet models"),
+    (TRAIN_NEW + ["--wavelet", "cdf53", "--config", "{tmp}/cropped.json"], "crops are for the haar wavelet only"),
+    (TRAIN_NEW + ["--wavelet", "db4"], "invalid choice: 'db4'"),
+    (["pyramid", "--out", "{tmp}/p.png", "--wavelet", "cdf53", "--base-size", "3"], "cannot be halved down"),
 ]
 
 

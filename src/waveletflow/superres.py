@@ -60,7 +60,8 @@ def _scores(pred: np.ndarray, truth: np.ndarray, max_value: float) -> tuple[floa
 def superres_eval(model: WaveletModel, images: np.ndarray, factors: Sequence[int] = (2, 4), draws: int = 4,
                   temperatures: Sequence[float] = (1.0, 0.5), seed: int = 0, batch: int = 8) -> list[dict[str, Any]]:
     """PSNR (dB) and SSIM of ×``factor`` super-resolution of ``images`` (uint8 NHWC at one of the model's level
-    sizes) from their box-downsampled versions: the model's single draw and the mean of ``draws`` draws at each
+    sizes) from their low-pass images (:meth:`~waveletflow.models.wavelet.WaveletModel.downsample`: box-downsampled
+    for Haar): the model's single draw and the mean of ``draws`` draws at each
     temperature, and each baseline of :data:`BASELINES`. Rows: ``factor``, ``method``, ``psnr``, ``ssim``,
     ``seconds`` (wall-clock of producing the outputs)."""
     if not isinstance(model, WaveletModel) or len(model.levels) < 2:
@@ -90,7 +91,7 @@ def superres_eval(model: WaveletModel, images: np.ndarray, factors: Sequence[int
         if h not in heights or h // factor not in heights or (h, w) not in model.sizes:
             raise UserInputError(f"{h}x{w} images reduced {factor} times are not a pair of this model's level sizes "
                                  f"({', '.join(f'{a}x{b}' for a, b in model.sizes)})")
-        low = box_downsample(images, factor)
+        low = model.downsample(images, factor)
         for method in BASELINES:
             t0 = time.perf_counter()
             up = upsample(low, factor, method)

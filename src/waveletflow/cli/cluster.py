@@ -78,7 +78,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
     opts = _train_options(a)
     slurm = _slurm_path(a.slurm)
-    spec = RunSpec(a.data, a.level, a.model, read_overrides(a.config), a.preset, a.n_bits, a.image_size, a.crop)
+    spec = RunSpec(a.data, a.level, a.model, read_overrides(a.config), a.preset, a.n_bits, a.image_size, a.crop,
+                   wavelet=a.wavelet)
     p = plan(a.out, spec, a.nodes, opts.seed, budget_s=opts.time_budget,
              device=resolve_device("auto") if opts.device == "auto" else opts.device)
     a = argparse.Namespace(**{**vars(a), "image_size": p.image_size, "crop": p.crop})

@@ -75,7 +75,7 @@ def _train(a) -> int:
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, read_overrides(a.config), a.n_bits,
                     a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data,
-                    data_parallel=not a.no_data_parallel, threads=a.threads)
+                    data_parallel=not a.no_data_parallel, threads=a.threads, wavelet=a.wavelet)
     if not a.no_curves and not other_rank():  # under torchrun: the first rank speaks for all
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
@@ -196,8 +196,6 @@ def cmd_super_resolve(a) -> int:
     import numpy as np
 
     from waveletflow.images import from_display, read_image, save_png, to_display
-    from waveletflow.superres import box_downsample
-
     image_out(a.out)
     temperature = parse_temperature(a.temperature)
     mcmc = mcmc_options(a, temperature)
@@ -210,7 +208,7 @@ def cmd_super_resolve(a) -> int:
     if a.downsample is not None:
         if a.downsample < 2:
             raise UserInputError(f"--downsample must be at least 2, got {a.downsample}")
-        low = box_downsample(image, a.downsample)
+        low = model.downsample(image, a.downsample)
     high, report, redrawn, seconds = seeded_draw(
         model, a, mcmc, lambda gen, report, bars, redrawn: sampling.super_resolve(
             model, low, temperature, gen, a.size, mcmc, report, bars, redrawn, solver))

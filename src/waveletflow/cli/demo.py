@@ -15,14 +15,14 @@ def cmd_pyramid(a) -> int:
 
     from waveletflow.data import load_dataset, to_tensor
     from waveletflow.images import image_grid, save_png
-    from waveletflow.wavelets import haar_pyramid
+    from waveletflow.wavelets import wavelet_pyramid
 
     if a.n < 1:
         raise UserInputError(f"--n must be at least 1, got {a.n}")
     image_out(a.out)
     data = load_dataset(a.data, image_size=a.image_size)
     k = to_tensor(data.x_test[: a.n]).double() / max(1, data.max_value)
-    pyr = haar_pyramid(k, a.base_size, a.convention)
+    pyr = wavelet_pyramid(k, a.base_size, a.wavelet, a.convention)
     n, c, h, w = k.shape
     rows = []
     for i in range(n):  # the classic layout: base in the corner, details around it, coarse to fine
@@ -37,7 +37,8 @@ def cmd_pyramid(a) -> int:
         rows.append(canvas)
     img = (torch.stack(rows).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     save_png(a.out, image_grid(np.concatenate([data.x_test[: a.n] * (255 // max(1, data.max_value)), img]), ncols=n, scale=max(1, 64 // h)))
-    print(f"wrote the {a.convention} Haar pyramid of {n} images ({h}x{w} down to {a.base_size}x{a.base_size}) to {a.out}")
+    name = "Haar" if a.wavelet == "haar" else a.wavelet.upper()
+    print(f"wrote the {a.convention} {name} pyramid of {n} images ({h}x{w} down to {a.base_size}x{a.base_size}) to {a.out}")
     return 0
 
 

@@ -51,7 +51,8 @@ def cmd_info(a) -> int:
     print(f"{info['model_type']} model for {h}x{w}x{c} images, {info['n_bits']} bits, {info['parameters']:,} parameters")
     conv = getattr(model, "convention", None)
     if conv:
-        print(f"Haar convention: {conv}")
+        wavelet = getattr(model, "wavelet", "haar")
+        print(f"wavelet: {wavelet} ({'Haar' if wavelet == 'haar' else 'by lifting'}), {conv} normalisation")
     if source:
         print(f"preset {a.run}: {source}")
     try:

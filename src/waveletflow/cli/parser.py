@@ -53,6 +53,7 @@ def add_train(p: argparse.ArgumentParser) -> list[argparse.Action]:
     from waveletflow.models import DEFAULT_MODEL_TYPE, MODEL_TYPES, PRESETS
     from waveletflow.models.config import MRCNF_PRESETS
     from waveletflow.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES
+    from waveletflow.wavelets import WAVELETS
 
     d = _train_default
     actions: list[argparse.Action] = []
@@ -92,6 +93,9 @@ def add_train(p: argparse.ArgumentParser) -> list[argparse.Action]:
     arg("--n-bits", type=int, help="model bit depth (default: the data's)")
     arg("--image-size", type=int, help="resize a folder's images (shorter side, bicubic) and centre-crop "
                                                   "them to this side (default: their own size)")
+    arg("--wavelet", choices=WAVELETS,
+                   help="a new wavelet model's wavelet: haar (as published; the default), or CDF 5/3 or 9/7 by lifting "
+                        "(smoother low-pass images; whole-image levels only)")
     arg("--crop", type=int, help="train on random CROP×CROP crops of the images, pixel values unchanged "
                                             "(centre crops for validation); the model is made for that size")
     arg("--flip", action="store_true", default=None, help="random horizontal flips")
@@ -187,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="PNG at one of the model's level sizes")
     p.add_argument("--size", type=int, help="stop at this level height (default: the model's full size)")
     p.add_argument("--downsample", type=int, metavar="F",
-                   help="the input is a full-size image: reduce it F times (block means) first, and write the "
+                   help="the input is a full-size image: reduce it F times (the model's low-pass: block means for Haar) first, and write the "
                         "low-res input (enlarged), the super-resolution and the original side by side")
 
     p = sub.add_parser("quality", help="sample quality: FD and KID against test images in a classifier's features")
@@ -217,11 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="image side, for an MRCNF preset (default 32)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("pyramid", help="write the Haar pyramid of a few images as a PNG")
+    p = sub.add_parser("pyramid", help="write the wavelet pyramid of a few images as a PNG")
     p.add_argument("--data", default="digits")
     p.add_argument("--out", required=True)
     p.add_argument("--base-size", type=int, default=1)
     p.add_argument("--convention", default="average", choices=["orthonormal", "average", "unimodular"])
+    p.add_argument("--wavelet", default="haar", choices=["haar", "cdf53", "cdf97"],
+                   help="haar, or CDF 5/3 or 9/7 by lifting (default haar)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--image-size", type=int)
 

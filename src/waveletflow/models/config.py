@@ -27,7 +27,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
 from waveletflow.models.presets import HIGHRES_PATCH, MRCNF_PRESETS, PRESET_SOURCES, PRESETS
-from waveletflow.wavelets import CONVENTIONS, pyramid_sizes
+from waveletflow.wavelets import CONVENTIONS, WAVELETS, pyramid_sizes
 
 __all__ = [
     "HIGHRES_PATCH", "MRCNF_PRESETS", "PRESETS", "PRESET_SOURCES", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
@@ -141,8 +141,10 @@ class _Pyramid:
 
 @dataclass(frozen=True)
 class WaveletFlowConfig(_Pyramid, Config):
-    """Wavelet Flow (Yu et al. 2020): a Glow on the ``base_size`` image, then per Haar level a Glow on the
-    details conditioned on the low-pass image; ``levels[l]`` configures the flow of level ``l``."""
+    """Wavelet Flow (Yu et al. 2020): a Glow on the ``base_size`` image, then per wavelet level a Glow on the
+    details conditioned on the low-pass image; ``levels[l]`` configures the flow of level ``l``. ``wavelet`` is
+    ``haar`` (as published) or a CDF wavelet by lifting (``cdf53``, ``cdf97``: :mod:`waveletflow.wavelets.lifting`;
+    whole-image levels only for now)."""
 
     image_shape: tuple[int, int, int]
     n_bits: int = 8
@@ -151,10 +153,12 @@ class WaveletFlowConfig(_Pyramid, Config):
     lu: bool = True
     levels: tuple[GlowLevelConfig, ...] = ()
     display_max: int | None = None
+    wavelet: str = "haar"
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
         check_choice("Haar convention", self.convention, CONVENTIONS)
+        check_choice("wavelet", self.wavelet, WAVELETS)
         self._fill_levels(GlowLevelConfig)
         require(self.levels[0].crop is None, "level 0 (the base) cannot be cropped; crop is for detail levels")
         require(not self.levels[0].checkpoint, "level 0 (the base) has no checkpoint option; it is for detail levels")
@@ -167,6 +171,9 @@ class WaveletFlowConfig(_Pyramid, Config):
             step = 2 ** (len(self.levels) - lv)  # Haar steps from the full image down to this level's details
             require(lc.crop is None or (lc.crop <= min(h, w) and lc.crop % step == 0),
                     f"level {lv}: crop {lc.crop} must be at most the image size and divisible by {step}")
+            require(lc.crop is None or self.wavelet == "haar",
+                    f"level {lv}: crops are for the haar wavelet only (a {self.wavelet} coefficient reaches beyond "
+                    f"its block); train level {lv} on whole images or use --wavelet haar")
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,8 @@ class CNFLevelConfig(Config):
 class MRCNFConfig(_Pyramid, Config):
     """MRCNF (Voleti et al. 2021): the wavelet factorisation with ``cnf_blocks`` CNFs per level (each behind
     an ActNorm when ``actnorm``), a logit transform of strength ``alpha`` before the base, and the RNODE
-    penalties ``kinetic`` and ``jacobian`` (Finlay et al. 2020) in training."""
+    penalties ``kinetic`` and ``jacobian`` (Finlay et al. 2020) in training. ``wavelet``: as for Wavelet Flow, in
+    the ``unimodular`` normalisation (log-det 0 for every wavelet)."""
 
     image_shape: tuple[int, int, int]
     n_bits: int = 8
@@ -214,10 +222,12 @@ class MRCNFConfig(_Pyramid, Config):
     adjoint: bool = False
     levels: tuple[CNFLevelConfig, ...] = ()
     display_max: int | None = None
+    wavelet: str = "haar"
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
         require(self.convention == "unimodular", "MRCNF uses the unimodular Haar step (Voleti et al. 2021)")
+        check_choice("wavelet", self.wavelet, WAVELETS)
         require(0 <= self.alpha < 0.5, f"alpha must be in [0, 0.5), got {self.alpha}")
         require(self.kinetic >= 0 and self.jacobian >= 0, "the RNODE weights kinetic and jacobian must be >= 0")
         check_choice("divergence", self.divergence, ("hutchinson", "exact"))

@@ -16,7 +16,7 @@ from waveletflow.models.config import (
 log = logging.getLogger("waveletflow")
 
 #: Version of the ``model.json`` layout written by this code; see :func:`upgrade_model_meta`.
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 
 
 def _rename(d: dict[str, Any], old: str, new: str) -> None:
@@ -30,7 +30,8 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
     Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales`` (and its coupling, the only
     one then, Wavelet Flow's residual network); the separate ``base``
     entry of Wavelet Flow and MRCNF becomes ``levels[0]`` (its ``n_levels`` becomes ``n_scales``); a stored
-    ``preset`` is dropped. Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
+    ``preset`` is dropped. Formats 1 and 2 knew the Haar wavelet only: a wavelet model's ``wavelet`` is ``haar``
+    (format 3 names it). Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
 
     >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})["config"]
     {'image_shape': [1, 8, 8], 'n_scales': 2, 'coupling': 'affine', 'coupling_net': 'residual'}
@@ -58,6 +59,8 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
             _rename(base, "n_levels", "n_scales")
             config["levels"] = [base, *levels]
         _drop_ignored(config, *_FORMAT1_CLASSES[model_type])
+    if version < 3 and model_type in ("waveletflow", "mrcnf"):
+        config.setdefault("wavelet", "haar")
     return {"version": MODEL_FORMAT, "model_type": model_type, "config": config}
 
 

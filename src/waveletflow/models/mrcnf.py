@@ -32,4 +32,5 @@ def mrcnf(config: MRCNFConfig) -> WaveletModel:
             eval_solver=config.eval_solver, adjoint=config.adjoint,
         ))
     return WaveletModel(flows[0], flows[1:], "unimodular", image_shape=config.image_shape, n_bits=config.n_bits,
-                        model_type="mrcnf", config=config, kinetic=config.kinetic, jacobian=config.jacobian)
+                        wavelet=config.wavelet, model_type="mrcnf", config=config, kinetic=config.kinetic,
+                        jacobian=config.jacobian)

@@ -1,8 +1,9 @@
-"""The composed multi-resolution model: a base flow and one conditional flow per Haar level.
+"""The composed multi-resolution model: a base flow and one conditional flow per wavelet level.
 
-``log p(x) = log p(I_0) + Σ_l [log p(D_l | I_l) + log|det| of Haar step l]`` (Yu et al. 2020, §3; Voleti et
-al. 2021, §3). The Haar log-det of each step is counted in the level whose details that step creates, so the
-per-level terms sum exactly. Wavelet Flow and MRCNF are this model with other flows (see their factories).
+``log p(x) = log p(I_0) + Σ_l [log p(D_l | I_l) + log|det| of wavelet step l]`` (Yu et al. 2020, §3; Voleti et
+al. 2021, §3). The log-det of each step is counted in the level whose details that step creates, so the
+per-level terms sum exactly. Wavelet Flow and MRCNF are this model with other flows (see their factories); the
+wavelet is Haar, as published, or a CDF wavelet by lifting (:mod:`waveletflow.wavelets.lifting`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.models.base import FlowModel, LevelTerm, deprecated_annealed, standard_level_term
 from waveletflow.models.draws import finite_draws
-from waveletflow.wavelets import haar, haar_logdet_per_low, inverse_haar, pyramid_sizes
+from waveletflow.wavelets import check_wavelet, dwt2, haar_logdet_per_low, idwt2, pyramid_sizes
 
 
 class SuperResTask(NamedTuple):
@@ -40,19 +41,23 @@ class WaveletModel(FlowModel):
     Args:
         base_flow: an unconditional flow on the (C, h, w) base image.
         detail_flows: coarse to fine, flows on 3C detail channels conditioned on the C-channel low-pass.
-        convention: the Haar normalisation (``average``, ``orthonormal`` or ``unimodular``).
+        convention: the normalisation (``average``, ``orthonormal`` or ``unimodular``).
         image_shape: (C, H, W) of the full images.
+        wavelet: ``haar`` (default), ``cdf53`` or ``cdf97`` (:data:`waveletflow.wavelets.WAVELETS`).
         crops: per level, the side of the random crop of full images that trains it (None: whole images; a
             crop must be divisible by 2 to the number of Haar steps down to its level, see the config checks).
         **kwargs: ``model_type``, ``n_bits``, ``config``, ``kinetic``, ``jacobian`` of :class:`FlowModel`.
     """
 
     def __init__(self, base_flow: InvertibleLayer, detail_flows: Sequence[InvertibleLayer], convention: str = "average",
-                 *, image_shape: Sequence[int], crops: Sequence[int | None] | None = None, **kwargs: Any):
+                 *, image_shape: Sequence[int], crops: Sequence[int | None] | None = None, wavelet: str = "haar",
+                 **kwargs: Any):
         super().__init__(kwargs.pop("model_type", "waveletflow"), image_shape, **kwargs)
         c, h, w = self.image_shape
         haar_logdet_per_low(convention)  # validates the name
+        check_wavelet(wavelet)
         self.convention = convention
+        self.wavelet = wavelet
         n_detail = len(detail_flows)
         base_hw = (h >> n_detail, w >> n_detail)
         if base_hw[0] << n_detail != h or base_hw[1] << n_detail != w:
@@ -68,6 +73,8 @@ class WaveletModel(FlowModel):
                                  f"{h}×{w} images halved {n_detail} times is {format_shape((c, *self.sizes[0]))}")
         self.levels = nn.ModuleList([base_flow, *detail_flows])
         self.crops = [None] * (n_detail + 1) if crops is None else [None if v is None else int(v) for v in crops]
+        if wavelet != "haar" and any(v is not None for v in self.crops):
+            raise UserInputError(f"crops are for the haar wavelet only, not {wavelet}")
 
     # ----- structure ---------------------------------------------------------------------------
     @property
@@ -83,25 +90,32 @@ class WaveletModel(FlowModel):
     def level_crop(self, level: int) -> int | None:
         return self.crops[level]
 
+    def describe(self) -> dict[str, Any]:
+        """:meth:`FlowModel.describe` with the wavelet and its normalisation."""
+        return {**super().describe(), "wavelet": self.wavelet, "convention": self.convention}
+
     def level_hw(self, level: int) -> tuple[int, int]:
         """The base image's size for level 0, the size of the detail bands of level ``level`` ≥ 1."""
         return self.sizes[max(0, level - 1)]
 
     # ----- the decomposition, written once -----------------------------------------------------------
     def input_steps(self, levels: Sequence[int]) -> int:
-        """Levels up to ℓ need only the low-pass that level ℓ refines: ``L − ℓ`` steps below the image."""
+        """Levels up to ℓ need only the low-pass that level ℓ refines: ``L − ℓ`` steps below the image (for Haar,
+        whose low-pass is block means; a lifted wavelet's low-pass comes from the whole image: 0)."""
+        if self.wavelet != "haar":
+            return 0
         return len(self.levels) - 1 - max(levels)
 
     def _level_terms(self, x: Tensor, levels: Sequence[int], solver: SolverConfig | None,
                      steps: int = 0) -> dict[int, LevelTerm]:
-        """Haar steps from ``x`` (``steps`` below full resolution) down to the coarsest level asked for, running
+        """Wavelet steps from ``x`` (``steps`` below full resolution) down to the coarsest level asked for, running
         each asked level's flow."""
         terms: dict[int, LevelTerm] = {}
         low = x
         for level in range(len(self.levels) - 1 - steps, max(min(levels), 1) - 1, -1):  # fine to coarse
-            low, detail, haar_logdet = haar(low, self.convention)
+            low, detail, step_logdet = dwt2(low, self.wavelet, self.convention)
             if level in levels:
-                terms[level] = standard_level_term(self.levels[level].transform(detail, low, solver), haar_logdet)
+                terms[level] = standard_level_term(self.levels[level].transform(detail, low, solver), step_logdet)
         if 0 in levels:
             terms[0] = standard_level_term(self.levels[0].transform(low, None, solver))
         return terms
@@ -121,7 +135,7 @@ class WaveletModel(FlowModel):
             hh, ww = low.shape[2], low.shape[3]
             zl = zl.reshape(z.shape[0], 3 * self.image_shape[0], hh, ww)
             detail = self.levels[level].inverse_transform(zl, low, solver, jac=False).z
-            low = inverse_haar(low, detail, self.convention)
+            low = idwt2(low, detail, self.wavelet, self.convention)
         return low
 
     def _base_shape(self) -> list[int]:
@@ -141,7 +155,7 @@ class WaveletModel(FlowModel):
             return out.z, out.logdet
         zl = z.reshape(n, 3 * self.image_shape[0], low.shape[2], low.shape[3])
         out = self.levels[level].inverse_transform(zl, low, None, jac=True)
-        return inverse_haar(low, out.z, self.convention), out.logdet
+        return idwt2(low, out.z, self.wavelet, self.convention), out.logdet
 
     @torch.no_grad()
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
@@ -151,8 +165,9 @@ class WaveletModel(FlowModel):
         """Sample the missing detail levels for uint8 NHWC images ``low`` at one of the model's level sizes.
 
         Pixels are placed at bin centres ``(k + ½)/2^n_bits``; the output (uint8 NHWC, full size, or the level
-        size whose height is ``size``) has a Haar ``average`` low-pass equal to the input within one grey level
-        (exactly so before quantisation). Large images are decoded a few at a time (:meth:`chunk_size`). An output
+        size whose height is ``size``) has the model's ``average`` low-pass equal to the input: for Haar, its block
+        means, within one grey level (exactly so before quantisation); for a lifted wavelet, exactly so before
+        the output is clamped into range and rounded (:meth:`downsample` makes such inputs). Large images are decoded a few at a time (:meth:`chunk_size`). An output
         that came out non-finite is drawn again, as :meth:`sample` does (``redrawn`` receives how many were).
         Annealed super-resolution is :func:`waveletflow.sampling.super_resolve` (``mcmc``, ``report`` and
         ``progress`` here are deprecated and passed on to it).
@@ -198,16 +213,42 @@ class WaveletModel(FlowModel):
         return SuperResTask(target * self.low_pass_scale(len(self.sizes) - first), target, first, last)
 
     def superres_output(self, high: Tensor, task: SuperResTask) -> np.ndarray:
-        """Drawn images ``high`` of ``task`` → uint8 NHWC whose block means are the input's."""
+        """Drawn images ``high`` of ``task`` → uint8 NHWC: for Haar, whose block means are the input's (clamped
+        into range by alternating projections); for a lifted wavelet, clamped into range (its low-pass is the
+        input's before the clamp and the rounding)."""
         step = self.chunk_size()
+        if self.wavelet != "haar":
+            return np.concatenate([self.to_uint8(high[i : i + step].clamp(0.0, 1.0 - 1e-6))
+                                   for i in range(0, len(high), step)])
         return np.concatenate([self.to_uint8(match_block_means(high[i : i + step], task.target[i : i + step],
                                                                1.0 - 1e-6)) for i in range(0, len(high), step)])
 
+    def downsample(self, images: np.ndarray, factor: int) -> np.ndarray:
+        """uint8 NHWC images → their low-pass ``log2(factor)`` steps down as an image (the ``average``
+        normalisation: block means for Haar), rounded to the nearest pixel value: the input that this model's
+        super-resolution takes and keeps.
+
+        >>> from waveletflow.models import build_model
+        >>> m = build_model("waveletflow", {"image_shape": [1, 4, 4], "n_bits": 4}, device="cpu")
+        >>> m.downsample(np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1), 2)[0, :, :, 0].tolist()  # block means
+        [[3, 5], [11, 13]]
+        """
+        k = to_tensor(images).to(torch.float64)
+        steps = int(factor).bit_length() - 1
+        if factor < 2 or 1 << steps != factor:
+            raise UserInputError(f"the factor must be a power of two of at least 2, got {factor}")
+        if k.shape[2] % factor or k.shape[3] % factor:
+            raise UserInputError(f"{k.shape[2]}x{k.shape[3]} images cannot be reduced by {factor}")
+        for _ in range(steps):
+            k = dwt2(k, self.wavelet, "average")[0]
+        top = 2**self.n_bits - 1
+        return torch.floor(k + 0.5).clamp(0, top).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
     def low_pass_scale(self, steps: int) -> float:
-        """The ``convention``'s low-pass after ``steps`` steps of an image of ones (1 for ``average``)."""
+        """The low-pass after ``steps`` steps of an image of ones (1 for ``average``, for every wavelet)."""
         low = torch.ones(1, 1, 2**steps, 2**steps, dtype=torch.float64)
         for _ in range(steps):
-            low = haar(low, self.convention)[0]
+            low = dwt2(low, self.wavelet, self.convention)[0]
         return float(low.reshape(-1)[0])
 
 

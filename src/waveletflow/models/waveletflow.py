@@ -33,4 +33,5 @@ def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
                                n_blocks=base.n_blocks, coupling=base.coupling, lu=config.lu, squeeze=squeeze)
     details = [detail_flow(c, lc, config.lu) for lc in config.levels[1:]]
     return WaveletModel(base_flow, details, config.convention, image_shape=config.image_shape, n_bits=config.n_bits,
-                        crops=[lc.crop for lc in config.levels], model_type="waveletflow", config=config)
+                        crops=[lc.crop for lc in config.levels], wavelet=config.wavelet, model_type="waveletflow",
+                        config=config)

@@ -27,6 +27,8 @@ class RunSpec:
         image_size: resize a folder's images to this side (default: the run's, else their own size).
         crop: train on random crops of this side (default: the run's, else whole images).
         allow_other_data: let an existing run go on with data other than it was made with.
+        wavelet: the wavelet of a new wavelet model (:data:`waveletflow.wavelets.WAVELETS`; default: the config's,
+            ``haar``); an existing run must hold this wavelet.
 
     >>> RunSpec("digits", levels="0,1").levels
     '0,1'
@@ -41,6 +43,7 @@ class RunSpec:
     image_size: int | None = None
     crop: int | None = None
     allow_other_data: bool = False
+    wavelet: str | None = None
 
     def on(self, run: RunDir) -> RunSpec:
         """This spec with the image size and crop of ``run``'s ``run.json`` where not given (a resumed run keeps

@@ -22,24 +22,25 @@ from waveletflow.errors import UserInputError
 CONVENTIONS = ("orthonormal", "average", "unimodular")
 
 # (scale of the low-pass, scale of the details) applied on top of the orthonormal transform.
-_SCALES = {
+SCALES = {
     "orthonormal": (1.0, 1.0),
     "average": (0.5, 1.0),
     "unimodular": (0.5, 2.0 ** (1.0 / 3.0)),  # 2 / 2^(2/3)
 }
 # log|det| per low-pass value (one 2×2 block), exact by construction.
-_LOGDET_PER_LOW = {"orthonormal": 0.0, "average": -math.log(2.0), "unimodular": 0.0}
+LOGDET_PER_LOW = {"orthonormal": 0.0, "average": -math.log(2.0), "unimodular": 0.0}
 
 
-def _check_convention(convention: str) -> None:
+def check_convention(convention: str) -> None:
+    """Raise :class:`~waveletflow.errors.UserInputError` unless ``convention`` is one of :data:`CONVENTIONS`."""
     if convention not in CONVENTIONS:
         raise UserInputError(f"unknown Haar convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
 
 
 def haar_logdet_per_low(convention: str) -> float:
     """log|det| of one Haar step per low-pass value (per 2×2 block of one channel)."""
-    _check_convention(convention)
-    return _LOGDET_PER_LOW[convention]
+    check_convention(convention)
+    return LOGDET_PER_LOW[convention]
 
 
 def haar(x: Tensor, convention: str = "average") -> tuple[Tensor, Tensor, Tensor]:
@@ -55,7 +56,7 @@ def haar(x: Tensor, convention: str = "average") -> tuple[Tensor, Tensor, Tensor
     >>> low.shape, detail.shape, torch.allclose(logdet, torch.tensor(4 * math.log(0.5)))
     (torch.Size([2, 1, 2, 2]), torch.Size([2, 3, 2, 2]), True)
     """
-    _check_convention(convention)
+    check_convention(convention)
     if x.dim() != 4:
         raise UserInputError(f"haar expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
@@ -66,26 +67,26 @@ def haar(x: Tensor, convention: str = "average") -> tuple[Tensor, Tensor, Tensor
     b = blocks[:, :, :, 0, :, 1]
     cc = blocks[:, :, :, 1, :, 0]
     d = blocks[:, :, :, 1, :, 1]
-    s_low, s_det = _SCALES[convention]
+    s_low, s_det = SCALES[convention]
     low = (a + b + cc + d) * (0.5 * s_low)
     k = 0.5 * s_det
     ch = (a + b - cc - d) * k
     cv = (a - b + cc - d) * k
     cd = (a - b - cc + d) * k
     detail = torch.stack((ch, cv, cd), dim=2).reshape(n, 3 * c, h // 2, w // 2)
-    logdet = torch.full((n,), c * (h // 2) * (w // 2) * _LOGDET_PER_LOW[convention], dtype=x.dtype, device=x.device)
+    logdet = torch.full((n,), c * (h // 2) * (w // 2) * LOGDET_PER_LOW[convention], dtype=x.dtype, device=x.device)
     return low, detail, logdet
 
 
 def inverse_haar(low: Tensor, detail: Tensor, convention: str = "average") -> Tensor:
     """Exact inverse of :func:`haar`: ``inverse_haar(*haar(x)[:2]) == x``."""
-    _check_convention(convention)
+    check_convention(convention)
     if low.dim() != 4 or detail.dim() != 4:
         raise UserInputError("inverse_haar expects 4-D tensors (N, C, H, W) and (N, 3C, H, W)")
     n, c, h, w = low.shape
     if tuple(detail.shape) != (n, 3 * c, h, w):
         raise UserInputError(f"detail must have shape {(n, 3 * c, h, w)}, got {tuple(detail.shape)}")
-    s_low, s_det = _SCALES[convention]
+    s_low, s_det = SCALES[convention]
     lo = low / s_low
     det = (detail / s_det).reshape(n, c, 3, h, w)
     ch, cv, cd = det[:, :, 0], det[:, :, 1], det[:, :, 2]
@@ -134,30 +135,3 @@ def pyramid_sizes(image_size: int | tuple[int, int], base_size: int | tuple[int,
         h, w = h // 2, w // 2
         sizes.append((h, w))
     return sizes[::-1]
-
-
-def haar_pyramid(x: Tensor, base_size: int | tuple[int, int], convention: str = "average") -> Pyramid:
-    """Repeated Haar steps from the full size down to ``base_size``.
-
-    Returns a :class:`Pyramid` with ``details`` ordered coarse to fine (``details[0]`` is next to the
-    base) and ``logdet`` (N,) the sum of every step's log-det.
-    """
-    if x.dim() != 4:
-        raise UserInputError(f"haar_pyramid expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
-    sizes = pyramid_sizes((x.shape[2], x.shape[3]), base_size)
-    details: list[Tensor] = []
-    logdet = x.new_zeros(x.shape[0])
-    low = x
-    for _ in range(len(sizes) - 1):
-        low, detail, ld = haar(low, convention)
-        details.append(detail)
-        logdet = logdet + ld
-    return Pyramid(base=low, details=details[::-1], logdet=logdet)
-
-
-def inverse_haar_pyramid(base: Tensor, details: list[Tensor], convention: str = "average") -> Tensor:
-    """Exact inverse of :func:`haar_pyramid` (details coarse to fine)."""
-    x = base
-    for detail in details:
-        x = inverse_haar(x, detail, convention)
-    return x
