@@ -10,9 +10,13 @@ import torch
 from conftest import TINY_WF
 from flow_checks import flat_jacobian_logdet, randomize
 from waveletflow.cli import main
+from waveletflow.data import periodic_pad
+from waveletflow.flows import standard_normal_logp
 from waveletflow.models import wavelet_flow, waveletflow_config
+from waveletflow.training import ModelOptions
 from waveletflow.wavelets import (
-    CONVENTIONS, WAVELETS, dwt2, haar, idwt2, inverse_haar, inverse_wavelet_pyramid, logdet_per_low, wavelet_pyramid,
+    CONVENTIONS, WAVELETS, crop_margin, dwt2, haar, idwt2, inverse_haar, inverse_wavelet_pyramid, logdet_per_low,
+    wavelet_pyramid,
 )
 from waveletflow.wavelets.lifting import BOUNDARIES, LIFTINGS, lift, unlift
 
@@ -115,17 +119,71 @@ def tiny_wf(wavelet, dtype=torch.float64, **kw):
     return model.eval()
 
 
-def test_a_lifted_model_trains_on_whole_images_and_refuses_crops():
+def test_a_lifted_model_draws_every_level_from_the_whole_image():
     assert tiny_wf("haar").input_steps([1]) == 2 and tiny_wf("cdf97").input_steps([1]) == 0
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     model = tiny_wf("cdf97")
     # a level's term is the same whether asked alone or with the others
     assert torch.allclose(model.objective([2], x).nll, -model.level_log_probs(x)[:, 2], atol=1e-10)
-    cropped = [*TINY_WF["levels"][:3], {"n_steps": 1, "width": 8, "crop": 4}]
-    with pytest.raises(ValueError, match="crops are for the haar wavelet only"):
-        waveletflow_config((1, 8, 8), 5, wavelet="cdf53", levels=cropped)
     with pytest.raises(ValueError, match="unknown wavelet 'db4'"):
         waveletflow_config((1, 8, 8), 5, wavelet="db4")
+
+
+def cropped(wavelet, level, crop, boundary="periodic"):
+    levels = [{"n_steps": 1, "width": 4, "n_scales": 1}] + [{"n_steps": 1, "width": 4} for _ in range(3)]
+    levels[level]["crop"] = crop
+    cfg = waveletflow_config((1, 32, 32), 5, base_size=4, wavelet=wavelet, boundary=boundary, levels=levels)
+    model = wavelet_flow(cfg).double()
+    randomize(model, scale=0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("wavelet,level", [("cdf97", 3), ("cdf53", 2), ("cdf53", 3)])
+def test_a_crop_with_its_margin_gives_the_whole_images_coefficients(wavelet, level):
+    """A cropped level trains on windows of the periodic image, the crop plus its margin on every side: its term is
+    exactly the level's flow on the whole image's coefficients under the crop (the image's edges included)."""
+    model, crop = cropped(wavelet, level, 8), 8
+    steps, margin = len(model.levels) - level, model.level_margin(level)
+    assert margin == crop_margin(wavelet, steps) > 0
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
+    low = x
+    for _ in range(steps):
+        low, detail, _ = dwt2(low, wavelet, "average", "periodic")
+    for top, left in ((0, 0), (24, 16), (8, 24)):  # corners wrap around the image's edges
+        window = periodic_pad(x, margin)[..., top : top + crop + 2 * margin, left : left + crop + 2 * margin]
+        r = slice(top >> steps, (top + crop) >> steps)
+        c = slice(left >> steps, (left + crop) >> steps)
+        z, ld = model.levels[level](detail[..., r, c], low[..., r, c])
+        expected = standard_normal_logp(z) + ld + low[0, :, r, c].numel() * logdet_per_low(wavelet, "average")
+        assert torch.allclose(model.level_log_probs(window, [level])[:, 0], expected, atol=1e-9)
+        assert torch.allclose(model.objective([level], window).nll, -expected, atol=1e-9)
+
+
+def test_crops_of_a_lifted_wavelet_need_the_periodic_boundary_and_room_for_their_margin():
+    with pytest.raises(ValueError, match='need "boundary": "periodic"'):
+        cropped("cdf53", 3, 8, boundary="symmetric")
+    with pytest.raises(ValueError, match="crop 8 and its margin of 16 pixels on each side cover the image"):
+        cropped("cdf97", 2, 8)
+    # --wavelet on a config with crops chooses the periodic boundary for them
+    cfg = waveletflow_config((1, 32, 32), 5, base_size=4, levels=[{}, {}, {}, {"crop": 8}])
+    assert ModelOptions(wavelet="cdf53").apply("waveletflow", cfg).boundary == "periodic"
+    assert ModelOptions(wavelet="cdf53").apply("waveletflow", waveletflow_config((1, 32, 32), 5)).boundary == "symmetric"
+
+
+def test_a_cropped_level_of_a_lifted_wavelet_trains_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d32.npz", x_train=rng.integers(0, 32, (64, 32, 32, 1), dtype=np.uint8),
+             x_test=rng.integers(0, 32, (8, 32, 32, 1), dtype=np.uint8))
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"base_size": 4, "levels": [{"n_steps": 1, "width": 4}] * 3
+                               + [{"n_steps": 1, "width": 4, "crop": 8}]}))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d32.npz"), "--out", str(run), "--steps", "3", "--batch-size",
+                 "4", "--config", str(cfg), "--wavelet", "cdf97", "--level", "3", "--quiet", "--no-curves",
+                 "--n-bits", "5", "--parallel", "1"]) == 0
+    config = json.loads((run / "model.json").read_text())["config"]
+    assert config["boundary"] == "periodic" and config["levels"][3]["crop"] == 8
+    assert json.loads((run / "level_03" / "state.json").read_text())["step"] == 3
 
 
 @pytest.mark.parametrize("wavelet", LIFTED)
@@ -146,7 +204,7 @@ def test_train_info_evaluate_pyramid_and_superres_eval_with_a_lifted_wavelet(tmp
     meta = json.loads((run / "model.json").read_text())
     assert meta["version"] == 3 and meta["config"]["wavelet"] == "cdf97"
     capsys.readouterr()
-    assert main(["info", str(run)]) == 0 and "wavelet: cdf97 (by lifting), average normalisation" in capsys.readouterr().out
+    assert main(["info", str(run)]) == 0 and "wavelet: cdf97 (by lifting, symmetric boundary), average normalisation" in capsys.readouterr().out
     assert main(["info", str(run), "--json"]) == 0 and json.loads(capsys.readouterr().out)["wavelet"] == "cdf97"
     assert main(["train", "--data", "digits", "--out", str(run), "--steps", "4", "--quiet", "--no-curves",
                  "--parallel", "1", "--wavelet", "cdf97"]) == 0  # resumed: the same wavelet is fine

@@ -42,6 +42,9 @@ MODELS = {
     "waveletflow-rgb-base2": lambda: tiny_wf((3, 8, 8), base_size=2, levels=TINY_WF["levels"][:3]),
     "waveletflow-conditioning-network": lambda: tiny_wf(
         levels=[TINY_WF["levels"][0], *({**lv, "cond_width": 4, "cond_depth": 2} for lv in TINY_WF["levels"][1:])]),
+    "waveletflow-attention": lambda: tiny_wf(
+        levels=[TINY_WF["levels"][0], *({**lv, "cond_width": 4, "cond_depth": 1, "cond_attention": 1}
+                                        for lv in TINY_WF["levels"][1:])]),
     "waveletflow-cdf53": lambda: tiny_wf(wavelet="cdf53"),
     "waveletflow-cdf97": lambda: tiny_wf(wavelet="cdf97"),
     "waveletflow-cdf97-unimodular-rgb": lambda: tiny_wf((3, 8, 8), convention="unimodular", wavelet="cdf97",

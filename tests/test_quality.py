@@ -120,3 +120,22 @@ def test_cli_quality_scores_samples_and_baselines(trained_run, capsys, tmp_path,
     code = main(["quality", str(trained_run), "--data", str(tmp_path / "n.npz"), "--n", "16"])
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("error:") and "has no class labels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fd_infinity_removes_the_bias_of_a_small_set_of_samples():
+    """Samples of the reference's own law: FD of 300 of them is far from 0 (its bias shrinks as 1/N), FD∞ close
+    to it; for a shifted law FD∞ is much nearer the true distance than FD."""
+    import torch
+
+    from waveletflow.quality import fd_infinity, frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(6000, 32, generator=g, dtype=torch.float64)
+    fake = torch.randn(300, 32, generator=g, dtype=torch.float64)
+    fd = frechet_distance(fake, real)
+    assert frechet_distance(fake[:100], real) > fd > 0.5  # the smaller the set, the larger the bias
+    assert abs(fd_infinity(fake, real)) < 0.2 * fd
+    shift = torch.zeros(32, dtype=torch.float64)
+    shift[:4] = 1.0  # a true distance of 4; what is left is the samples' noise (2|δ|/√N ≈ 0.23), not a bias
+    error, error_fd = abs(fd_infinity(fake + shift, real) - 4.0), abs(frechet_distance(fake + shift, real) - 4.0)
+    assert error < 0.5 and error < error_fd / 2

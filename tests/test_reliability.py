@@ -171,9 +171,20 @@ BAD_INPUTS = [
     # wavelets past Haar
     (TRAIN_RUN + ["--wavelet", "cdf97"], "holds a waveletflow model with the haar wavelet, not --wavelet cdf97"),
     (TRAIN_NEW + ["--model", "glow", "--wavelet", "cdf53"], "--wavelet is for the wavelet models"),
-    (TRAIN_NEW + ["--wavelet", "cdf53", "--config", "{tmp}/cropped.json"], "crops are for the haar wavelet only"),
+    (TRAIN_NEW + ["--wavelet", "cdf53", "--config", "{tmp}/cropped.json"],
+     "level 3: crop 4 and its margin of 4 pixels on each side cover the image"),
     (TRAIN_NEW + ["--wavelet", "db4"], "invalid choice: 'db4'"),
     (["pyramid", "--out", "{tmp}/p.png", "--wavelet", "cdf53", "--base-size", "3"], "cannot be halved down"),
+    # noise-augmented models
+    (TRAIN_NEW + ["--noise-std", "-1"], "--noise-std must be at least 0, got -1"),
+    (TRAIN_NEW + ["--noise-std", "nan"], "--noise-std must be at least 0, got nan"),
+    (TRAIN_NEW + ["--noise-std", "2"], "noise_std must be in [0, 1]"),
+    (TRAIN_RUN + ["--noise-std", "0.1"], "holds a model of images with noise 0, not --noise-std 0.1"),
+    (["sample", "{tmp}/run", "--out", "{tmp}/s.png", "--denoise"], "denoising needs a model of noisy images"),
+    (["quality", "{tmp}/run", "--data", "digits", "--n", "4", "--denoise"], "denoising needs a model of noisy images"),
+    # global context
+    (TRAIN_NEW + ["--model", "glow", "--context", "attention"], "--context is for Wavelet Flow's detail levels"),
+    (TRAIN_RUN + ["--context", "attention"], "have context none, not --context attention"),
 ]
 
 

@@ -73,13 +73,13 @@ def _slurm_path(path: str | None) -> Path | None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from waveletflow.cli.common import read_overrides
+    from waveletflow.cli.common import model_options, read_overrides
     from waveletflow.training import RunSpec, plan, resolve_device
 
     opts = _train_options(a)
     slurm = _slurm_path(a.slurm)
     spec = RunSpec(a.data, a.level, a.model, read_overrides(a.config), a.preset, a.n_bits, a.image_size, a.crop,
-                   wavelet=a.wavelet)
+                   options=model_options(a))
     p = plan(a.out, spec, a.nodes, opts.seed, budget_s=opts.time_budget,
              device=resolve_device("auto") if opts.device == "auto" else opts.device)
     a = argparse.Namespace(**{**vars(a), "image_size": p.image_size, "crop": p.crop})

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from waveletflow import sampling
 from waveletflow.cli.common import (
-    display_max, draw_samples, image_out, load_model, mcmc_options, other_rank, out_folder,
+    display_max, draw_samples, image_out, load_model, mcmc_options, model_options, other_rank, out_folder,
     parse_temperature, print_mcmc_report, read_overrides, save_samples, seeded_draw,
 )
 from waveletflow.errors import RankError, ReportedElsewhere, UserInputError
@@ -75,7 +75,7 @@ def _train(a) -> int:
     t0 = time.perf_counter()
     results = train(a.out, a.data, a.model, a.level, a.parallel, opts, read_overrides(a.config), a.n_bits,
                     a.image_size, preset=a.preset, crop=a.crop, allow_other_data=a.allow_other_data,
-                    data_parallel=not a.no_data_parallel, threads=a.threads, wavelet=a.wavelet)
+                    data_parallel=not a.no_data_parallel, threads=a.threads, options=model_options(a))
     if not a.no_curves and not other_rank():  # under torchrun: the first rank speaks for all
         _print_summary(results, time.perf_counter() - t0, a.out)
     return 0
@@ -98,14 +98,15 @@ def cmd_evaluate(a) -> int:
         raise UserInputError(f"the model takes images of shape {model.image_shape} (C, H, W); the data has {data.image_shape}")
     res = model.bits_per_dim(images, batch_size=a.batch_size, seed=a.seed, data_bits=data.n_bits, solver=solver)
     if a.json:
-        print(json.dumps(res.to_dict()))
+        print(json.dumps({**res.to_dict(), **({"noise_std": model.noise_std} if model.noise_std else {})}))
         return 0
     names = model.level_names()
     print(f"{model.model_type} on {a.data} ({a.split}, {res.images} images)")
     for i, b in enumerate(res.levels):
         extra = "" if res.nfe is None else f"   ({res.nfe[i]} ODE function evaluations, last batch)"
         print(f"  level {i} ({names[i]}): {b:.4f}{extra}")
-    print(f"  total: {res.bits_per_dim:.4f} bits/dim")
+    noisy = f" of the images plus Gaussian noise of std {model.noise_std:g} (the model's)" if model.noise_std else ""
+    print(f"  total: {res.bits_per_dim:.4f} bits/dim{noisy}")
     return 0
 
 
@@ -122,6 +123,8 @@ def cmd_quality(a) -> int:
     temperature = parse_temperature(a.temperature)
     mcmc = mcmc_options(a, temperature)
     model, solver = load_model(a)
+    if a.denoise:
+        model.check_denoise()
     saved = RunDir(a.run).data_options()
     data = load_dataset(a.data, image_size=a.image_size if a.image_size is not None else saved.get("image_size"),
                         crop=saved.get("crop"))
@@ -163,9 +166,11 @@ def cmd_quality(a) -> int:
     print(f"{model.model_type}: {a.n} samples at T = {a.temperature} ({how}), {seconds / a.n:.4f} s per image, "
           f"against {len(reference)} test images of {a.data}")
     print(f"feature classifier: test accuracy {clf.test_accuracy:.3f} ({clf.classes} classes)")
-    print(f"{'':24s} {'FD':>9s} {'KID':>9s} {'confidence':>10s} {'class entropy':>13s}")
+    print(f"{'':24s} {'FD':>9s} {'FD∞':>9s} {'KID':>9s} {'confidence':>10s} {'class entropy':>13s}")
     for name, r in rows.items():
-        print(f"{name:24s} {r['fd']:9.3f} {r['kid']:9.4f} {r['confidence']:10.3f} {r['class_entropy']:13.3f}")
+        fd_inf = "–" if r.get("fd_inf") is None else f"{r['fd_inf']:.3f}"
+        print(f"{name:24s} {r['fd']:9.3f} {fd_inf:>9s} {r['kid']:9.4f} {r['confidence']:10.3f} "
+              f"{r['class_entropy']:13.3f}")
     return 0
 
 
@@ -181,6 +186,8 @@ def cmd_sample(a) -> int:
     temperature = parse_temperature(a.temperature)
     mcmc = mcmc_options(a, temperature)
     model, solver = load_model(a)
+    if a.denoise:
+        model.check_denoise()
     x, report, seconds = draw_samples(model, a, temperature, mcmc, solver)
     save_samples(model, model.to_uint8(x), a.out, a.npz)
     if a.json:
@@ -196,6 +203,7 @@ def cmd_super_resolve(a) -> int:
     import numpy as np
 
     from waveletflow.images import from_display, read_image, save_png, to_display
+
     image_out(a.out)
     temperature = parse_temperature(a.temperature)
     mcmc = mcmc_options(a, temperature)

@@ -147,7 +147,8 @@ def draw_samples(model, a, temperature, mcmc, solver):
     ``a.redrawn`` the images drawn again."""
     x, report, redrawn, seconds = seeded_draw(
         model, a, mcmc, lambda gen, report, bars, redrawn: sampling.sample(model, a.n, temperature, gen, mcmc,
-                                                                            report, bars, redrawn, solver))
+                                                                            report, bars, redrawn, solver,
+                                                                            a.denoise))
     a.redrawn = sum(redrawn)
     return x, report, seconds
 
@@ -160,6 +161,14 @@ def print_mcmc_report(report: list[dict]) -> None:
         print(f"level {r['level']} ({r['name']}): acceptance {r['accept_rate']:.2f}, step size {r['step_size']:.3g}, "
               f"{r['leapfrog_steps']:.1f} leapfrog steps per iteration, {r['divergences']} divergent, "
               f"{r['seconds']:.1f} s", file=sys.stderr)
+
+
+def model_options(a):
+    """The ``--wavelet``, ``--noise-std`` and ``--context`` of ``train`` / ``plan``
+    (:class:`~waveletflow.training.ModelOptions`)."""
+    from waveletflow.training import ModelOptions
+
+    return ModelOptions(a.wavelet, a.noise_std, a.context)
 
 
 def read_overrides(path: str | None) -> dict:

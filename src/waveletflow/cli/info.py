@@ -52,7 +52,11 @@ def cmd_info(a) -> int:
     conv = getattr(model, "convention", None)
     if conv:
         wavelet = getattr(model, "wavelet", "haar")
-        print(f"wavelet: {wavelet} ({'Haar' if wavelet == 'haar' else 'by lifting'}), {conv} normalisation")
+        how = "Haar" if wavelet == "haar" else f"by lifting, {getattr(model, 'boundary', 'symmetric')} boundary"
+        print(f"wavelet: {wavelet} ({how}), {conv} normalisation")
+    if info.get("noise_std"):
+        print(f"noise: a model of the images plus Gaussian noise of std {info['noise_std']:g} (its bits/dim are those "
+              "of the noisy images; sample --denoise takes samples back)")
     if source:
         print(f"preset {a.run}: {source}")
     try:
@@ -67,7 +71,9 @@ def cmd_info(a) -> int:
     for lv in info["levels"]:
         text = _state_text(lv) if run is not None else (
             "whole images" if lv.get("crop") is None else f"trains on {lv['crop']}x{lv['crop']} crops")
-        print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters; {text}")
+        context = f", {lv['context']} context" if lv.get("context") not in (None, "none") else ""
+        print(f"  level {lv['level']} ({lv['name']}): {lv['dims']} dims, {lv['parameters']:,} parameters{context}; "
+              f"{text}")
     return 0
 
 

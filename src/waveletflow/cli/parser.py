@@ -96,6 +96,14 @@ def add_train(p: argparse.ArgumentParser) -> list[argparse.Action]:
     arg("--wavelet", choices=WAVELETS,
                    help="a new wavelet model's wavelet: haar (as published; the default), or CDF 5/3 or 9/7 by lifting "
                         "(smoother low-pass images; whole-image levels only)")
+    arg("--context", choices=["none", "dilated", "attention"],
+                   help="what a new Wavelet Flow's detail levels see of the low-pass image beyond their couplings' "
+                        "reach: none (as published), dilated (a conditioning network of dilated convolutions) or "
+                        "attention (that, and self-attention over the whole image) (default: the preset's)")
+    arg("--noise-std", type=float,
+                   help="a new model of noisy images: train (and evaluate) on images plus Gaussian noise of this "
+                        "standard deviation, in pixel units of [0, 1) (default 0: none; its bits/dim are then those of "
+                        "the noisy images; sample --denoise takes samples back)")
     arg("--crop", type=int, help="train on random CROP×CROP crops of the images, pixel values unchanged "
                                             "(centre crops for validation); the model is made for that size")
     arg("--flip", action="store_true", default=None, help="random horizontal flips")
@@ -185,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_io(p, "PNG file")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--npz", help="also save the samples (uint8 NHWC, key x)")
+    p.add_argument("--denoise", action="store_true",
+                   help="one denoising step x + s^2 * grad log p(x) per sample (Tweedie's formula with the model's exact "
+                        "score; for a model trained with --noise-std s)")
 
     p = sub.add_parser("super-resolve", help="sample a full-size image whose low-pass is the input")
     _add_run_io(p, "PNG file")
@@ -198,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_io(p, None)
     p.add_argument("--data", required=True, help="the dataset with class labels (y_train, y_test)")
     p.add_argument("--n", type=int, default=2000, help="samples, and test images compared with (default 2000)")
+    p.add_argument("--denoise", action="store_true",
+                   help="one denoising step x + s^2 * grad log p(x) per sample (Tweedie's formula with the model's exact "
+                        "score; for a model trained with --noise-std s)")
     p.add_argument("--image-size", type=int, help="resize a folder's images to this side (default: the run's)")
     p.add_argument("--out", help="also save the first 64 samples as a PNG grid")
     p.add_argument("--baselines", action="store_true",

@@ -1,7 +1,9 @@
 """Datasets as uint8 NHWC arrays, dequantisation and augmentation."""
 
 from waveletflow.data.datasets import DATASET_NAMES, Crops, ImageDataset, ImageFolder, load_dataset
-from waveletflow.data.transforms import block_means, dequantize, dequantize_means, quantize, random_crop, random_flip, reduce_bits, to_tensor
+from waveletflow.data.transforms import (
+    block_means, dequantize, dequantize_means, periodic_pad, quantize, random_crop, random_flip, reduce_bits, to_tensor,
+)
 
 __all__ = [
     "DATASET_NAMES",
@@ -13,6 +15,7 @@ __all__ = [
     "dequantize_means",
     "load_dataset",
     "quantize",
+    "periodic_pad",
     "random_crop",
     "random_flip",
     "reduce_bits",

@@ -114,6 +114,21 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return out
 
 
+def periodic_pad(x: Tensor, margin: int) -> Tensor:
+    """Images (N, C, H, W) of any dtype extended by ``margin`` pixels on every side as if they repeated periodically
+    (the window a cropped level of a lifted wavelet trains on).
+
+    >>> periodic_pad(torch.arange(3).reshape(1, 1, 1, 3), 1)[0, 0].tolist()
+    [[2, 0, 1, 2, 0], [2, 0, 1, 2, 0], [2, 0, 1, 2, 0]]
+    """
+    if margin <= 0:
+        return x
+    h, w = x.shape[-2], x.shape[-1]
+    rows = torch.arange(-margin, h + margin, device=x.device) % h
+    cols = torch.arange(-margin, w + margin, device=x.device) % w
+    return x[..., rows, :][..., cols]
+
+
 def random_crop(x: Tensor, size: int | tuple[int, int], generator: torch.Generator | None = None,
                 align: int = 1) -> Tensor:
     """A random crop of ``size`` from each image (NCHW), positions (multiples of ``align``) drawn independently

@@ -1,6 +1,7 @@
 """Model types sharing one interface: Glow, Wavelet Flow and MRCNF (the composed :class:`WaveletModel`)."""
 
-from waveletflow.models.base import BitsPerDim, FlowModel, Objective
+from waveletflow.models.base import FlowModel
+from waveletflow.models.terms import BitsPerDim, Objective
 from waveletflow.models.config import PRESETS, glow_config, mrcnf_config, waveletflow_config
 from waveletflow.models.glow import Glow
 from waveletflow.models.io import load, read_model_meta, save, write_model_meta

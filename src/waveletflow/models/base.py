@@ -12,8 +12,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +20,13 @@ from torch import Tensor, nn
 
 from waveletflow.data import block_means, dequantize, dequantize_means, quantize, reduce_bits, to_tensor
 from waveletflow.errors import UserInputError
-from waveletflow.flows import data_dependent_init, standard_normal_logp
-from waveletflow.layers import FlowOutput
+from waveletflow.flows import data_dependent_init
 from waveletflow.layers.cnf import CNF
 from waveletflow.layers.precision import exact_float32
 from waveletflow.layers.solver import SolverConfig
 from waveletflow.metrics import level_bits_per_dim
 from waveletflow.models.draws import finite_draws
+from waveletflow.models.terms import BitsPerDim, LevelTerm, Objective
 
 log = logging.getLogger("waveletflow")
 
@@ -35,46 +34,6 @@ log = logging.getLogger("waveletflow")
 EVAL_BATCH_SIZE = 256
 #: at most this many pixels per evaluation batch (256 images of 64×64): large images are evaluated a few at a time
 EVAL_BATCH_PIXELS = 256 * 64 * 64
-
-
-class LevelTerm(NamedTuple):
-    """One level's contribution for a batch: ``log_prob`` (N,) nats and the flow's output (latent, statistics)."""
-
-    log_prob: Tensor
-    out: FlowOutput
-
-
-class Objective(NamedTuple):
-    """What the trainer minimises: the negative log-likelihood (N,) nats, a regulariser (a scalar) and the ODE
-    function evaluations of the step (None for a model without ODEs)."""
-
-    nll: Tensor
-    reg: Tensor
-    nfe: int | None
-
-
-@dataclass
-class BitsPerDim:
-    """Bits/dim averaged over ``images``: per evaluated level, its contribution to the image's bits/dim
-    (``levels``, they sum to ``bits_per_dim``; all levels: the image's bits/dim) and its bits/dim over its own
-    dimensions (``own``); ``nfe`` holds each level's ODE function evaluations on the last batch (or None)."""
-
-    bits_per_dim: float
-    levels: list[float]
-    own: list[float]
-    level_ids: list[int]
-    images: int
-    nfe: list[int] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able: the total, one row per evaluated level, and the number of images."""
-        rows = []
-        for i, (level, b, own) in enumerate(zip(self.level_ids, self.levels, self.own)):
-            row = {"level": level, "bits_per_dim": b, "own_bits_per_dim": own}
-            if self.nfe is not None:
-                row["nfe"] = self.nfe[i]
-            rows.append(row)
-        return {"bits_per_dim": self.bits_per_dim, "levels": rows, "images": self.images}
 
 
 class FlowModel(nn.Module):
@@ -96,6 +55,10 @@ class FlowModel(nn.Module):
         config: the config the model was built from (saved with it; None for a hand-built model).
         kinetic: weight of the RNODE kinetic-energy penalty of continuous levels (Finlay et al. 2020).
         jacobian: weight of the RNODE Jacobian (Frobenius norm) penalty of continuous levels.
+
+    A config's ``noise_std`` σ > 0 makes the model one of noisy images: :meth:`prepare` adds Gaussian noise of
+    standard deviation σ to the dequantised images (training, validation and :meth:`bits_per_dim` alike, so its
+    bits/dim are those of the noisy images), and :meth:`denoise` takes samples back by the model's own score.
     """
 
     levels: nn.ModuleList
@@ -110,6 +73,8 @@ class FlowModel(nn.Module):
         self.n_bits = int(n_bits)
         self.num_dims = c * h * w
         self.penalty_weights = (float(kinetic), float(jacobian))
+        #: standard deviation of the Gaussian noise on the images the model is of (0: the images themselves)
+        self.noise_std = float(getattr(config, "noise_std", 0.0) or 0.0)
 
     # ----- what each model type provides ---------------------------------------------------------
     @property
@@ -124,6 +89,11 @@ class FlowModel(nn.Module):
     def level_crop(self, level: int) -> int | None:
         """Side of the random crop taken from full images to train ``level`` (None: whole images)."""
         return None
+
+    def level_margin(self, level: int) -> int:
+        """Pixels that a cropped level's training window adds on every side of its crop, cut away again before
+        its flow (0: none; a lifted wavelet's coefficients reach beyond their block)."""
+        return 0
 
     def level_hw(self, level: int) -> tuple[int, int]:
         """(height, width) of the images the flow of ``level`` transforms (of whole images): the image for a
@@ -218,6 +188,8 @@ class FlowModel(nn.Module):
         """Whole images, or for one cropped level, crops of the size it trains on; ``steps`` Haar steps down."""
         crop = self.level_crop(levels[0]) if len(levels) == 1 else None
         c, h, w = self.image_shape
+        if crop is not None:
+            crop += 2 * self.level_margin(levels[0])
         want = [(c, h >> steps, w >> steps)] + ([] if crop is None else [(c, crop >> steps, crop >> steps)])
         if steps > self.input_steps(levels):
             raise UserInputError(f"levels {levels} need their input at most {self.input_steps(levels)} Haar steps "
@@ -256,7 +228,7 @@ class FlowModel(nn.Module):
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0,
                generator: torch.Generator | None = None, solver: SolverConfig | None = None,
                mcmc: Any = None, report: list[dict] | None = None, progress: Any = None,
-               redrawn: list[int] | None = None) -> Tensor:
+               redrawn: list[int] | None = None, denoise: bool = False) -> Tensor:
         """``n`` images (N, C, H, W) in [0, 1) from latents ``N(0, T²)`` at the given temperature (one, or one per
         level; Glow's temperature), decoded a few at a time for large images (:meth:`chunk_size`). Annealed
         sampling by MCMC is :func:`waveletflow.sampling.sample` (``mcmc``, ``report`` and ``progress`` here are
@@ -265,17 +237,48 @@ class FlowModel(nn.Module):
         Never returns a non-finite image: an image whose decoding overflowed (an inverse far from the data) is
         drawn again from new latents, up to :data:`~waveletflow.models.draws.MAX_REDRAWS` rounds, with a warning;
         ``redrawn`` (a list) receives how many were; :class:`~waveletflow.models.draws.NonFiniteSamples` is raised
-        if some stay non-finite."""
+        if some stay non-finite. ``denoise``: each image goes through :meth:`denoise` before it is clamped."""
         if mcmc is not None:  # deprecated: annealed sampling is waveletflow.sampling's
             return deprecated_annealed("sample", self, n, temperature, generator=generator, mcmc=mcmc,
-                                        report=report, progress=progress, redrawn=redrawn)
+                                        report=report, progress=progress, redrawn=redrawn, denoise=denoise)
+        if denoise:
+            self.check_denoise()
         step = self.chunk_size()
 
         def draw(rows: Tensor) -> Tensor:
             z = self.sample_latent(len(rows), temperature, generator)
-            return torch.cat([self.decode(z[i : i + step], solver) for i in range(0, len(rows), step)])
+            x = torch.cat([self.decode(z[i : i + step], solver) for i in range(0, len(rows), step)])
+            return self.denoise(x, solver) if denoise else x
 
         return finite_draws(draw, n, redrawn).clamp(0.0, 1.0 - 1e-6)
+
+    def check_denoise(self) -> None:
+        """Refuse (one line) to denoise with a model trained without noise."""
+        if not self.noise_std:
+            raise UserInputError("denoising needs a model of noisy images (trained with --noise-std above 0); this "
+                                 "one was trained without noise")
+
+    def denoise(self, x: Tensor, solver: SolverConfig | None = None) -> Tensor:
+        """One step of Tweedie's formula with the model's exact score: ``x + σ²·∇ₓ log p(x)``, σ the model's
+        :attr:`noise_std`, the posterior mean of the clean image behind the noisy image ``x`` (N, C, H, W) when
+        ``p`` is the density of noisy images (Efron 2011). A few images at a time (an eighth of
+        :meth:`chunk_size`: the backward pass keeps every activation).
+
+        >>> import torch, waveletflow
+        >>> config = {"image_shape": [1, 4, 4], "n_bits": 5, "n_scales": 1, "noise_std": 0.1}
+        >>> m = waveletflow.build_model("glow", config)
+        >>> m.denoise(torch.rand(2, 1, 4, 4)).shape
+        torch.Size([2, 1, 4, 4])
+        """
+        self.check_denoise()
+        var, step = self.noise_std**2, max(1, self.chunk_size() // 8)
+        outs = []
+        with torch.enable_grad():
+            for i in range(0, len(x), step):
+                xi = x[i : i + step].detach().requires_grad_(True)
+                (score,) = torch.autograd.grad(self.log_prob(xi, solver).sum(), xi)
+                outs.append((xi + var * score).detach())
+        return torch.cat(outs)
 
     def chunk_size(self) -> int:
         """How many full-size images one batch of evaluation, sampling or super-resolution takes
@@ -298,7 +301,14 @@ class FlowModel(nn.Module):
         if data_bits is not None and data_bits != self.n_bits:
             k = reduce_bits(k, data_bits, self.n_bits)
         p = next(self.parameters())
-        return dequantize(k, self.n_bits, generator, dtype=p.dtype).to(p.device)
+        return self._noisy(dequantize(k, self.n_bits, generator, dtype=p.dtype), generator).to(p.device)
+
+    def _noisy(self, x: Tensor, generator: torch.Generator | None, scale: float = 1.0) -> Tensor:
+        """``x`` plus the model's Gaussian noise (standard deviation ``noise_std · scale``), drawn after everything
+        else from ``generator``; ``x`` itself when the model has none (the random stream is then untouched)."""
+        if not self.noise_std:
+            return x
+        return x + (self.noise_std * scale) * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
     def block_means(self, images: np.ndarray | Tensor, steps: int, data_bits: int | None = None) -> Tensor:
         """uint8 NHWC images → the mean pixel value (at the model's bit depth) of every 2^steps × 2^steps block,
@@ -311,9 +321,10 @@ class FlowModel(nn.Module):
     def prepare_means(self, means: Tensor, steps: int, generator: torch.Generator | None = None) -> Tensor:
         """Block means (:meth:`block_means`) → the low-pass ``steps`` Haar steps down of the dequantised images,
         on the model's device (the block mean of the dequantisation noise drawn as :func:`dequantize_means`
-        says)."""
+        says, and of the model's Gaussian noise exactly: standard deviation ``noise_std / 2^steps``)."""
         p = next(self.parameters())
         x = dequantize_means(means, self.n_bits, 4**steps, generator, dtype=torch.float64)
+        x = self._noisy(x, generator, 2.0**-steps)  # the block mean of 4^steps independent noises
         return (x * self.low_pass_scale(steps)).to(device=p.device, dtype=p.dtype)
 
     @torch.no_grad()
@@ -323,7 +334,8 @@ class FlowModel(nn.Module):
         """Bits/dim of uint8 NHWC ``images`` (mean over images), in total and per level (all levels by default).
 
         The one implementation behind ``waveletflow evaluate``, the trainer's validation and the benchmarks.
-        Dequantisation noise is drawn from a generator seeded with ``seed``, so the figure is repeatable; images
+        Dequantisation noise (and a noisy model's Gaussian noise, :attr:`noise_std`: the figure is then that of the
+        noisy images) is drawn from a generator seeded with ``seed``, so the figure is repeatable; images
         go through in batches of at most ``batch_size`` images and :data:`EVAL_BATCH_PIXELS` pixels, and the
         figure does not depend on the batching (beyond float rounding; an adaptive ODE solver's steps do).
         """
@@ -367,18 +379,13 @@ class FlowModel(nn.Module):
             "model_type": self.model_type,
             "image_shape": list(self.image_shape),
             "n_bits": self.n_bits,
+            "noise_std": self.noise_std,
             "parameters": self.num_parameters(),
             "levels": [
                 {"level": i, "name": name, "dims": d, "parameters": self.num_parameters(i), "crop": self.level_crop(i)}
                 for i, (name, d) in enumerate(zip(self.level_names(), self.level_dims))
             ],
         }
-
-
-def standard_level_term(out: FlowOutput, extra_logdet: Tensor | None = None) -> LevelTerm:
-    """The level term of a flow onto a standard normal: ``log N(z) + logdet`` (+ a fixed map's log-det)."""
-    lp = standard_normal_logp(out.z) + out.logdet
-    return LevelTerm(lp if extra_logdet is None else lp + extra_logdet, out)
 
 
 #: annealed sampling, ``{"sample": ..., "super_resolve": ...}``: filled by :mod:`waveletflow.sampling` (a layer

@@ -27,7 +27,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers.coupling import COUPLING_NETS, COUPLINGS
 from waveletflow.layers.solver import DEFAULT_EVAL_SOLVER, DEFAULT_TRAIN_SOLVER, SolverConfig
 from waveletflow.models.presets import HIGHRES_PATCH, MRCNF_PRESETS, PRESET_SOURCES, PRESETS
-from waveletflow.wavelets import CONVENTIONS, WAVELETS, pyramid_sizes
+from waveletflow.wavelets import BOUNDARIES, CONVENTIONS, WAVELETS, crop_margin, pyramid_sizes
 
 __all__ = [
     "HIGHRES_PATCH", "MRCNF_PRESETS", "PRESETS", "PRESET_SOURCES", "CNFLevelConfig", "GlowConfig", "GlowLevelConfig", "MRCNFConfig", "SolverConfig",
@@ -47,6 +47,11 @@ def _check_data(image_shape: tuple[int, int, int], n_bits: int, display_max: int
     check_positive(display_max=display_max)
 
 
+def _check_noise(noise_std: float) -> None:
+    require(isinstance(noise_std, (int, float)) and 0.0 <= noise_std <= 1.0,
+            f"noise_std must be in [0, 1] (pixel units of [0, 1)), got {noise_std}")
+
+
 def _hw(base_size: BaseSize) -> tuple[int, int]:
     return (base_size, base_size) if isinstance(base_size, int) else (base_size[0], base_size[1])
 
@@ -57,7 +62,9 @@ class GlowConfig(Config):
 
     The defaults are Glow as published: its coupling network (``coupling_net: glow``) and the sigmoid scale
     (``coupling: glow``); ``coupling_net: residual`` with ``coupling: affine`` is Wavelet Flow's coupling instead
-    (``n_blocks`` residual blocks, tanh scale), the model type ``glow-residual``.
+    (``n_blocks`` residual blocks, tanh scale), the model type ``glow-residual``. ``noise_std`` > 0: the model
+    is of images with Gaussian noise of that standard deviation added (:attr:`FlowModel.noise_std
+    <waveletflow.models.FlowModel.noise_std>`), for every model type.
     """
 
     image_shape: tuple[int, int, int]
@@ -70,9 +77,11 @@ class GlowConfig(Config):
     coupling_net: str = "glow"
     lu: bool = True
     display_max: int | None = None
+    noise_std: float = 0.0
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
+        _check_noise(self.noise_std)
         check_positive(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
         check_limits(n_scales=self.n_scales, n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks)
         check_choice("coupling", self.coupling, COUPLINGS)
@@ -88,7 +97,8 @@ class GlowLevelConfig(Config):
     for whole-image levels, about a third more compute). ``cond_width`` > 0 gives a detail level a conditioning
     network: its couplings see ``cond_width`` features of the low-pass image, computed once per pass by
     ``cond_depth`` dilated 3×3 convolutions, beside the image itself (:class:`~waveletflow.layers.EncodedCondition`;
-    0: the low-pass image alone, as released)."""
+    0: the low-pass image alone, as released); ``cond_attention`` > 0 adds that many self-attention layers over
+    the whole low-pass image to it (global context, :class:`~waveletflow.layers.conditioning.GlobalContext`)."""
 
     n_steps: int = 8
     width: int = 64
@@ -100,6 +110,7 @@ class GlowLevelConfig(Config):
     checkpoint: bool = False
     cond_width: int = 0
     cond_depth: int = 3
+    cond_attention: int = 0
 
     def __post_init__(self) -> None:
         check_positive(n_steps=self.n_steps, width=self.width, n_blocks=self.n_blocks, n_scales=self.n_scales,
@@ -109,6 +120,15 @@ class GlowLevelConfig(Config):
         check_choice("coupling", self.coupling, COUPLINGS)
         check_positive(cond_depth=self.cond_depth)
         require(self.cond_width >= 0, f"cond_width must be 0 (none) or positive, got {self.cond_width}")
+        require(0 <= self.cond_attention <= 16, f"cond_attention must be in 0..16 layers, got {self.cond_attention}")
+        require(not self.cond_attention or self.cond_width > 0,
+                "cond_attention needs the conditioning network's features: give cond_width too")
+
+    @property
+    def context(self) -> str:
+        """What a detail level's couplings see of the low-pass image beyond their own reach: ``none``,
+        ``dilated`` (the conditioning network) or ``attention`` (with global self-attention)."""
+        return "attention" if self.cond_attention else "dilated" if self.cond_width else "none"
 
 
 class _Pyramid:
@@ -143,8 +163,10 @@ class _Pyramid:
 class WaveletFlowConfig(_Pyramid, Config):
     """Wavelet Flow (Yu et al. 2020): a Glow on the ``base_size`` image, then per wavelet level a Glow on the
     details conditioned on the low-pass image; ``levels[l]`` configures the flow of level ``l``. ``wavelet`` is
-    ``haar`` (as published) or a CDF wavelet by lifting (``cdf53``, ``cdf97``: :mod:`waveletflow.wavelets.lifting`;
-    whole-image levels only for now)."""
+    ``haar`` (as published) or a CDF wavelet by lifting (``cdf53``, ``cdf97``: :mod:`waveletflow.wavelets.lifting`),
+    whose ``boundary`` is ``symmetric`` (whole-sample symmetric extension) or ``periodic`` (what crops of a level
+    need with a lifted wavelet: a window of the periodic image, with the margin of
+    :func:`~waveletflow.wavelets.crop_margin`, gives the whole image's coefficients exactly)."""
 
     image_shape: tuple[int, int, int]
     n_bits: int = 8
@@ -154,15 +176,19 @@ class WaveletFlowConfig(_Pyramid, Config):
     levels: tuple[GlowLevelConfig, ...] = ()
     display_max: int | None = None
     wavelet: str = "haar"
+    noise_std: float = 0.0
+    boundary: str = "symmetric"
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
+        _check_noise(self.noise_std)
         check_choice("Haar convention", self.convention, CONVENTIONS)
         check_choice("wavelet", self.wavelet, WAVELETS)
+        check_choice("boundary", self.boundary, BOUNDARIES)
         self._fill_levels(GlowLevelConfig)
         require(self.levels[0].crop is None, "level 0 (the base) cannot be cropped; crop is for detail levels")
         require(not self.levels[0].checkpoint, "level 0 (the base) has no checkpoint option; it is for detail levels")
-        require(self.levels[0].cond_width == 0,
+        require(self.levels[0].cond_width == 0 and self.levels[0].cond_attention == 0,
                 "level 0 (the base) has no low-pass image to condition on; cond_width is for detail levels")
         h, w = self.image_shape[1:]
         for lv, lc in enumerate(self.levels[1:], start=1):
@@ -171,9 +197,15 @@ class WaveletFlowConfig(_Pyramid, Config):
             step = 2 ** (len(self.levels) - lv)  # Haar steps from the full image down to this level's details
             require(lc.crop is None or (lc.crop <= min(h, w) and lc.crop % step == 0),
                     f"level {lv}: crop {lc.crop} must be at most the image size and divisible by {step}")
-            require(lc.crop is None or self.wavelet == "haar",
-                    f"level {lv}: crops are for the haar wavelet only (a {self.wavelet} coefficient reaches beyond "
-                    f"its block); train level {lv} on whole images or use --wavelet haar")
+            if lc.crop is None or self.wavelet == "haar":
+                continue
+            require(self.boundary == "periodic",
+                    f"level {lv}: crops with the {self.wavelet} wavelet need \"boundary\": \"periodic\" (its "
+                    f"coefficients reach beyond their block: a crop is cut from the periodic image with a margin)")
+            margin = crop_margin(self.wavelet, len(self.levels) - lv)
+            require(lc.crop + 2 * margin < min(h, w),
+                    f"level {lv}: crop {lc.crop} and its margin of {margin} pixels on each side cover the image; "
+                    f"train level {lv} on whole images")
 
 
 @dataclass(frozen=True)
@@ -223,9 +255,11 @@ class MRCNFConfig(_Pyramid, Config):
     levels: tuple[CNFLevelConfig, ...] = ()
     display_max: int | None = None
     wavelet: str = "haar"
+    noise_std: float = 0.0
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)
+        _check_noise(self.noise_std)
         require(self.convention == "unimodular", "MRCNF uses the unimodular Haar step (Voleti et al. 2021)")
         check_choice("wavelet", self.wavelet, WAVELETS)
         require(0 <= self.alpha < 0.5, f"alpha must be in [0, 0.5), got {self.alpha}")

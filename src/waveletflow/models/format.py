@@ -30,11 +30,12 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
     Format 1 (no ``version``) is upgraded: Glow's ``n_levels`` becomes ``n_scales`` (and its coupling, the only
     one then, Wavelet Flow's residual network); the separate ``base``
     entry of Wavelet Flow and MRCNF becomes ``levels[0]`` (its ``n_levels`` becomes ``n_scales``); a stored
-    ``preset`` is dropped. Formats 1 and 2 knew the Haar wavelet only: a wavelet model's ``wavelet`` is ``haar``
-    (format 3 names it). Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
+    ``preset`` is dropped. Formats 1 and 2 knew the Haar wavelet only and
+    noiseless images: a wavelet model's ``wavelet`` is ``haar`` and every model's ``noise_std`` 0 (format 3 names
+    them). Raises :class:`~waveletflow.errors.UserInputError` for newer or unreadable metadata.
 
     >>> upgrade_model_meta({"model_type": "glow", "config": {"image_shape": [1, 8, 8], "n_levels": 2}})["config"]
-    {'image_shape': [1, 8, 8], 'n_scales': 2, 'coupling': 'affine', 'coupling_net': 'residual'}
+    {'image_shape': [1, 8, 8], 'n_scales': 2, 'coupling': 'affine', 'coupling_net': 'residual', 'noise_std': 0.0}
     """
     require(isinstance(meta, Mapping), "unreadable model metadata: not a JSON object")
     version = meta.get("version", 1)
@@ -61,6 +62,10 @@ def upgrade_model_meta(meta: Any) -> dict[str, Any]:
         _drop_ignored(config, *_FORMAT1_CLASSES[model_type])
     if version < 3 and model_type in ("waveletflow", "mrcnf"):
         config.setdefault("wavelet", "haar")
+    if version < 3 and model_type == "waveletflow":
+        config.setdefault("boundary", "symmetric")
+    if version < 3 and model_type in (*_FORMAT1_CLASSES, "glow-residual"):
+        config.setdefault("noise_std", 0.0)
     return {"version": MODEL_FORMAT, "model_type": model_type, "config": config}
 
 

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from waveletflow.flows import MultiScaleGlow
 from waveletflow.layers.solver import SolverConfig
-from waveletflow.models.base import FlowModel, LevelTerm, standard_level_term
+from waveletflow.models.base import FlowModel
+from waveletflow.models.terms import LevelTerm, standard_level_term
 from waveletflow.models.config import GlowConfig
 
 

@@ -20,9 +20,12 @@ from waveletflow.errors import UserInputError
 from waveletflow.layers import InvertibleLayer
 from waveletflow.layers.base import format_shape, shapes_fit
 from waveletflow.layers.solver import SolverConfig
-from waveletflow.models.base import FlowModel, LevelTerm, deprecated_annealed, standard_level_term
+from waveletflow.models.base import FlowModel, deprecated_annealed
+from waveletflow.models.terms import LevelTerm, standard_level_term
 from waveletflow.models.draws import finite_draws
-from waveletflow.wavelets import check_wavelet, dwt2, haar_logdet_per_low, idwt2, pyramid_sizes
+from waveletflow.wavelets import (
+    BOUNDARIES, check_wavelet, crop_margin, dwt2, haar_logdet_per_low, idwt2, logdet_per_low, pyramid_sizes,
+)
 
 
 class SuperResTask(NamedTuple):
@@ -44,6 +47,7 @@ class WaveletModel(FlowModel):
         convention: the normalisation (``average``, ``orthonormal`` or ``unimodular``).
         image_shape: (C, H, W) of the full images.
         wavelet: ``haar`` (default), ``cdf53`` or ``cdf97`` (:data:`waveletflow.wavelets.WAVELETS`).
+        boundary: ``symmetric`` (default) or ``periodic``: a lifted wavelet's boundary (crops need ``periodic``).
         crops: per level, the side of the random crop of full images that trains it (None: whole images; a
             crop must be divisible by 2 to the number of Haar steps down to its level, see the config checks).
         **kwargs: ``model_type``, ``n_bits``, ``config``, ``kinetic``, ``jacobian`` of :class:`FlowModel`.
@@ -51,13 +55,16 @@ class WaveletModel(FlowModel):
 
     def __init__(self, base_flow: InvertibleLayer, detail_flows: Sequence[InvertibleLayer], convention: str = "average",
                  *, image_shape: Sequence[int], crops: Sequence[int | None] | None = None, wavelet: str = "haar",
-                 **kwargs: Any):
+                 boundary: str = "symmetric", **kwargs: Any):
         super().__init__(kwargs.pop("model_type", "waveletflow"), image_shape, **kwargs)
         c, h, w = self.image_shape
         haar_logdet_per_low(convention)  # validates the name
         check_wavelet(wavelet)
+        if boundary not in BOUNDARIES:
+            raise UserInputError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
         self.convention = convention
         self.wavelet = wavelet
+        self.boundary = boundary
         n_detail = len(detail_flows)
         base_hw = (h >> n_detail, w >> n_detail)
         if base_hw[0] << n_detail != h or base_hw[1] << n_detail != w:
@@ -73,8 +80,12 @@ class WaveletModel(FlowModel):
                                  f"{h}×{w} images halved {n_detail} times is {format_shape((c, *self.sizes[0]))}")
         self.levels = nn.ModuleList([base_flow, *detail_flows])
         self.crops = [None] * (n_detail + 1) if crops is None else [None if v is None else int(v) for v in crops]
-        if wavelet != "haar" and any(v is not None for v in self.crops):
-            raise UserInputError(f"crops are for the haar wavelet only, not {wavelet}")
+        if wavelet != "haar" and boundary != "periodic" and any(v is not None for v in self.crops):
+            raise UserInputError(f"crops with the {wavelet} wavelet need the periodic boundary")
+        for level, crop in enumerate(self.crops):
+            if crop is not None and crop + 2 * self.level_margin(level) >= min(h, w):
+                raise UserInputError(f"level {level}: crop {crop} and its margin of {self.level_margin(level)} pixels "
+                                     "on each side cover the image")
 
     # ----- structure ---------------------------------------------------------------------------
     @property
@@ -90,9 +101,22 @@ class WaveletModel(FlowModel):
     def level_crop(self, level: int) -> int | None:
         return self.crops[level]
 
+    def level_margin(self, level: int) -> int:
+        """A cropped level's margin (:func:`~waveletflow.wavelets.crop_margin`): 0 for Haar; for a lifted wavelet,
+        training takes windows of the periodic image this much larger on every side and cuts the coefficients of
+        the crop out of them, exactly the whole image's."""
+        if self.crops[level] is None:
+            return 0
+        return crop_margin(self.wavelet, len(self.levels) - level)
+
     def describe(self) -> dict[str, Any]:
-        """:meth:`FlowModel.describe` with the wavelet and its normalisation."""
-        return {**super().describe(), "wavelet": self.wavelet, "convention": self.convention}
+        """:meth:`FlowModel.describe` with the wavelet, its normalisation and each detail level's context."""
+        info = {**super().describe(), "wavelet": self.wavelet, "boundary": self.boundary, "convention": self.convention}
+        entries = getattr(self.config, "levels", ())
+        for row, entry in zip(info["levels"][1:], entries[1:]):
+            if hasattr(entry, "context"):
+                row["context"] = entry.context
+        return info
 
     def level_hw(self, level: int) -> tuple[int, int]:
         """The base image's size for level 0, the size of the detail bands of level ``level`` ≥ 1."""
@@ -112,9 +136,16 @@ class WaveletModel(FlowModel):
         each asked level's flow."""
         terms: dict[int, LevelTerm] = {}
         low = x
+        margin = self.level_margin(levels[0]) if len(levels) == 1 else 0
+        window = margin and x.shape[-1] == self.crops[levels[0]] + 2 * margin  # a cropped level's training window
         for level in range(len(self.levels) - 1 - steps, max(min(levels), 1) - 1, -1):  # fine to coarse
-            low, detail, step_logdet = dwt2(low, self.wavelet, self.convention)
+            low, detail, step_logdet = dwt2(low, self.wavelet, self.convention, self.boundary)
             if level in levels:
+                if window:  # the crop's coefficients: the window's without its margin
+                    cut = margin >> (len(self.levels) - level)
+                    low, detail = low[..., cut:-cut, cut:-cut], detail[..., cut:-cut, cut:-cut]
+                    step_logdet = torch.full_like(step_logdet, low[0].numel() * logdet_per_low(self.wavelet,
+                                                                                              self.convention))
                 terms[level] = standard_level_term(self.levels[level].transform(detail, low, solver), step_logdet)
         if 0 in levels:
             terms[0] = standard_level_term(self.levels[0].transform(low, None, solver))
@@ -135,7 +166,7 @@ class WaveletModel(FlowModel):
             hh, ww = low.shape[2], low.shape[3]
             zl = zl.reshape(z.shape[0], 3 * self.image_shape[0], hh, ww)
             detail = self.levels[level].inverse_transform(zl, low, solver, jac=False).z
-            low = idwt2(low, detail, self.wavelet, self.convention)
+            low = idwt2(low, detail, self.wavelet, self.convention, self.boundary)
         return low
 
     def _base_shape(self) -> list[int]:
@@ -155,7 +186,7 @@ class WaveletModel(FlowModel):
             return out.z, out.logdet
         zl = z.reshape(n, 3 * self.image_shape[0], low.shape[2], low.shape[3])
         out = self.levels[level].inverse_transform(zl, low, None, jac=True)
-        return idwt2(low, out.z, self.wavelet, self.convention), out.logdet
+        return idwt2(low, out.z, self.wavelet, self.convention, self.boundary), out.logdet
 
     @torch.no_grad()
     def super_resolve(self, low: np.ndarray | Tensor, temperature: float | Sequence[float] = 1.0,
@@ -240,7 +271,7 @@ class WaveletModel(FlowModel):
         if k.shape[2] % factor or k.shape[3] % factor:
             raise UserInputError(f"{k.shape[2]}x{k.shape[3]} images cannot be reduced by {factor}")
         for _ in range(steps):
-            k = dwt2(k, self.wavelet, "average")[0]
+            k = dwt2(k, self.wavelet, "average", self.boundary)[0]
         top = 2**self.n_bits - 1
         return torch.floor(k + 0.5).clamp(0, top).permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
@@ -248,7 +279,7 @@ class WaveletModel(FlowModel):
         """The low-pass after ``steps`` steps of an image of ones (1 for ``average``, for every wavelet)."""
         low = torch.ones(1, 1, 2**steps, 2**steps, dtype=torch.float64)
         for _ in range(steps):
-            low = dwt2(low, self.wavelet, self.convention)[0]
+            low = dwt2(low, self.wavelet, self.convention, self.boundary)[0]
         return float(low.reshape(-1)[0])
 
 

@@ -13,7 +13,7 @@ def detail_flow(channels: int, lc: GlowLevelConfig, lu: bool = True) -> Invertib
     cond = channels + lc.cond_width
     flow = flow_stack(3 * channels, lc.n_steps, cond, lc.width, lc.n_blocks, lc.coupling, lu,
                       checkpoint=lc.checkpoint)
-    return EncodedCondition(flow, channels, lc.cond_width, lc.cond_depth) if lc.cond_width else flow
+    return EncodedCondition(flow, channels, lc.cond_width, lc.cond_depth, lc.cond_attention) if lc.cond_width else flow
 
 
 def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
@@ -33,5 +33,5 @@ def wavelet_flow(config: WaveletFlowConfig) -> WaveletModel:
                                n_blocks=base.n_blocks, coupling=base.coupling, lu=config.lu, squeeze=squeeze)
     details = [detail_flow(c, lc, config.lu) for lc in config.levels[1:]]
     return WaveletModel(base_flow, details, config.convention, image_shape=config.image_shape, n_bits=config.n_bits,
-                        crops=[lc.crop for lc in config.levels], wavelet=config.wavelet, model_type="waveletflow",
-                        config=config)
+                        crops=[lc.crop for lc in config.levels], wavelet=config.wavelet, boundary=config.boundary,
+                        model_type="waveletflow", config=config)

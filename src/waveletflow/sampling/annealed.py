@@ -84,14 +84,16 @@ def annealed_levels(model: FlowModel, n: int, low: Tensor | None, first: int, la
 def sample(model: FlowModel, n: int, temperature: float | Sequence[float] = 1.0,
            generator: torch.Generator | None = None, mcmc: MCMCOptions | None = None,
            report: list[dict] | None = None, progress: MCMCProgress | None = None,
-           redrawn: list[int] | None = None, solver=None) -> Tensor:
+           redrawn: list[int] | None = None, solver=None, denoise: bool = False) -> Tensor:
     """``n`` images (N, C, H, W) in [0, 1). With ``mcmc`` each level is drawn from ``p(level | levels below)^γ``,
     γ = 1/T², coarse to fine, by NUTS started from the scaled noise (T = 1 is exact sampling); ``report`` (a list)
     receives each level's chain statistics, ``progress`` is called after every MCMC iteration. Without ``mcmc``,
     :meth:`model.sample <waveletflow.models.FlowModel.sample>` (latents at temperature T).
 
     A non-finite image is never returned: :class:`~waveletflow.models.draws.NonFiniteSamples` is raised (a chain is
-    not drawn again alone); ``redrawn`` receives the count of images drawn again (0 with ``mcmc``).
+    not drawn again alone); ``redrawn`` receives the count of images drawn again (0 with ``mcmc``). ``denoise``:
+    each image goes through :meth:`model.denoise <waveletflow.models.FlowModel.denoise>` (Tweedie's step with the
+    model's score; models trained with noise) before it is clamped.
 
     >>> import torch, waveletflow
     >>> from waveletflow.mcmc import MCMCOptions
@@ -101,10 +103,14 @@ def sample(model: FlowModel, n: int, temperature: float | Sequence[float] = 1.0,
     ((2, 1, 4, 4), True)
     """
     if mcmc is None:
-        return model.sample(n, temperature, generator, solver, redrawn=redrawn)
+        return model.sample(n, temperature, generator, solver, redrawn=redrawn, denoise=denoise)
+    if denoise:
+        model.check_denoise()
     with torch.no_grad():
         x = annealed_levels(model, n, None, 0, len(model.levels) - 1, model.temperatures(temperature), mcmc,
                             generator, report, progress)
+    if denoise:
+        x = model.denoise(x, solver)
     return finite_draws(lambda rows: x if len(rows) == n else x[rows], n, redrawn, rounds=0).clamp(0.0, 1.0 - 1e-6)
 
 

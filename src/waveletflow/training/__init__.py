@@ -9,7 +9,7 @@ from waveletflow.training.plots import plot_curves
 from waveletflow.training.run import parse_levels, prepare_run, split_train_val
 from waveletflow.training.schedule import MarginalGainSchedule, budget_shares
 from waveletflow.training.sinks import MetricsSink
-from waveletflow.training.spec import RunSpec, check_budget, check_workers
+from waveletflow.training.spec import ModelOptions, RunSpec, check_budget, check_workers
 from waveletflow.training.trainer import train
 from waveletflow.training.unit import TrainUnit, UnitResult
 
@@ -17,6 +17,7 @@ __all__ = [
     "Job",
     "MetricsSink",
     "Plan",
+    "ModelOptions",
     "RunSpec",
     "Stop",
     "TrainOptions",

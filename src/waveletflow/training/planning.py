@@ -18,7 +18,7 @@ from waveletflow.errors import UserInputError
 from waveletflow.models.format import MODEL_FORMAT, upgrade_model_meta
 from waveletflow.models.io import check_model_size
 from waveletflow.rundir import RunDir
-from waveletflow.training.spec import RunSpec
+from waveletflow.training.spec import ModelOptions, RunSpec
 from waveletflow.training.run import new_config, parse_levels
 from waveletflow.training.schedule import budget_shares, group_levels
 
@@ -98,10 +98,10 @@ def plan_jobs(out: str | Path, level_dims: list[int], levels: list[int], nodes: 
 
 def model_meta(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
                n_bits: int | None = None, preset: str | None = None, budget_s: float | None = None,
-               device: str = "cpu", wavelet: str | None = None) -> dict[str, Any]:
+               device: str = "cpu", options: ModelOptions | None = None) -> dict[str, Any]:
     """The ``model.json`` content that ``train`` writes for a new run on ``data`` with these model options (and
     the capacity a time budget fits, :func:`~waveletflow.training.run.new_config`)."""
-    name, config, _ = new_config(data, model_type, overrides, n_bits, preset, budget_s, device, wavelet)
+    name, config, _ = new_config(data, model_type, overrides, n_bits, preset, budget_s, device, options)
     return {"version": MODEL_FORMAT, "model_type": name, "config": config.to_dict()}
 
 
@@ -177,7 +177,7 @@ def plan(out: str | Path, spec: RunSpec, nodes: int | None = None, seed: int = 0
     data = data or load_dataset(spec.data, image_size=image_size, crop=crop)
     if existing:  # the budget that fitted the run's model, if one did
         budget_s = (info.get("capacity") or {}).get("budget_s")
-    meta = model_meta(data, spec.model_type, spec.overrides, spec.n_bits, spec.preset, budget_s, device, spec.wavelet)
+    meta = model_meta(data, spec.model_type, spec.overrides, spec.n_bits, spec.preset, budget_s, device, spec.options)
     model = check_model_size(meta["model_type"], _config(meta), "the model config")
     n = len(model.levels)
     asked = parse_levels(level_spec, n)
@@ -220,7 +220,7 @@ def _check_same_run(run: RunDir, meta: dict[str, Any], info: dict[str, Any], dat
     diff = first_difference(upgrade_model_meta(run.read_model_json()), meta)
     if diff:
         raise UserInputError(f"{run} holds another model than these options make ({diff}, in {run.model_file.name} "
-                             f"vs here); give plan the --model, --config, --preset, --wavelet and --n-bits it was made with")
+                             f"vs here); give plan the --model, --config, --preset, --wavelet, --noise-std, --context and --n-bits it was made with")
     saved = info.get("fingerprint")
     if (saved is not None and saved != data.fingerprint()) or info.get("data_bits", data.n_bits) != data.n_bits:
         raise UserInputError(f"{run} was made with other data ({info.get('data')!r}); give plan the same --data")

@@ -17,7 +17,7 @@ from waveletflow.models import DEFAULT_MODEL_TYPE, FlowModel, build_model, defau
 from waveletflow.models.capacity import CapacityChoice, fit_capacity
 from waveletflow.models.io import check_model_size, read_model_meta, write_model_meta
 from waveletflow.rundir import LOCK_FILE, RunDir
-from waveletflow.training.spec import RunSpec
+from waveletflow.training.spec import ModelOptions, RunSpec
 
 log = logging.getLogger("waveletflow")
 
@@ -53,10 +53,7 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, spec: RunSpec, seed: in
         run.check_layout()
         check_data(run, data, data_spec, allow_other_data)
         parse_levels(level_spec, len(check_model_size(name, config, run.model_file).levels))
-        if spec.wavelet is not None and getattr(config, "wavelet", None) != spec.wavelet:
-            held = f"the {config.wavelet} wavelet" if hasattr(config, "wavelet") else "no wavelet"
-            raise UserInputError(f"{run} holds a {name} model with {held}, not --wavelet {spec.wavelet}; "
-                                 "use another --out")
+        spec.options.check_held(run, name, config)
         if overrides or preset:
             log.info("%s exists; its saved model config is used and --config / --preset are ignored", run)
         return name, config
@@ -64,7 +61,7 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, spec: RunSpec, seed: in
         raise UserInputError(f"{run} is a file, not a folder; choose another --out")
     if not run.is_empty():
         raise UserInputError(f"{run} exists and is not a waveletflow run; choose a new --out")
-    name, config, choice = new_config(data, model_type, overrides, n_bits, preset, budget_s, device, spec.wavelet)
+    name, config, choice = new_config(data, model_type, overrides, n_bits, preset, budget_s, device, spec.options)
     # validate the config and the levels asked for before anything is written
     parse_levels(level_spec, len(check_model_size(name, config, "the model config").levels))
     run.path.mkdir(parents=True, exist_ok=True)
@@ -79,11 +76,11 @@ def prepare_run(run_dir: str | Path, data: ImageDataset, spec: RunSpec, seed: in
 
 def new_config(data: ImageDataset, model_type: str | None = None, overrides: dict[str, Any] | None = None,
                n_bits: int | None = None, preset: str | None = None, budget_s: float | None = None,
-               device: str = "cpu", wavelet: str | None = None) -> tuple[str, Any, CapacityChoice | None]:
+               device: str = "cpu", options: ModelOptions | None = None) -> tuple[str, Any, CapacityChoice | None]:
     """The model type and config of a new run on ``data`` with these model options (see :func:`prepare_run`), and
     the capacity that the time budget chose (None where the config is the type's default as it is: with a preset
-    or config overrides, without a budget, or where no capacity was measured). ``wavelet`` replaces the config's
-    wavelet (after the capacity is fitted: the capacity does not depend on it)."""
+    or config overrides, without a budget, or where no capacity was measured). ``options`` (wavelet, noise,
+    context) apply after the capacity is fitted: it does not depend on them."""
     if n_bits is not None and n_bits < 1:
         raise UserInputError(f"--n-bits must be at least 1, got {n_bits}")
     bits = n_bits or data.n_bits
@@ -96,10 +93,8 @@ def new_config(data: ImageDataset, model_type: str | None = None, overrides: dic
         config = default_config(name, data.image_shape, bits, choice.apply(config))
     if config.display_max is None:
         config = replace(config, display_max=data.max_value if config.n_bits == data.n_bits else 2**config.n_bits - 1)
-    if wavelet is not None:
-        if not hasattr(config, "wavelet"):
-            raise UserInputError(f"--wavelet is for the wavelet models (waveletflow, mrcnf); a {name} model has none")
-        config = replace(config, wavelet=wavelet)
+    if options is not None:
+        config = options.apply(name, config)
     return name, config, choice
 
 

@@ -30,7 +30,7 @@ from waveletflow.training.run import (
     check_joint, check_units, new_model, parse_levels, prepare_run, remove_new_run, split_train_val,
 )
 from waveletflow.training.schedule import auto_workers, budget_shares, group_levels, split_threads, usable_cores
-from waveletflow.training.spec import RunSpec, check_budget, check_workers
+from waveletflow.training.spec import ModelOptions, RunSpec, check_budget, check_workers
 from waveletflow.training.torchrun import train_torchrun
 from waveletflow.training.unit import UnitResult
 
@@ -42,7 +42,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
           n_bits: int | None = None, image_size: int | None = None, data: ImageDataset | None = None,
           preset: str | None = None, crop: int | None = None, allow_other_data: bool = False,
           lock: bool = True, data_parallel: bool = True, threads: int | None = None,
-          wavelet: str | None = None) -> list[UnitResult]:
+          options: ModelOptions | None = None) -> list[UnitResult]:
     """Train (or resume) the levels ``level_spec`` of the run in ``run_dir``; returns one summary per unit.
 
     Everything is checked before anything is written: the options, the data (against the run's ``run.json``),
@@ -69,8 +69,9 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
             resumed run uses the one in its ``run.json`` unless given.
         allow_other_data: go on training an existing run on data other than it was made with (refused
             otherwise).
-        wavelet: the wavelet of a new wavelet model (``haar``, ``cdf53``, ``cdf97``; default: the config's); an
-            existing run must hold it.
+        options: the wavelet, the images' noise and the detail levels' context of a new model
+            (:class:`~waveletflow.training.spec.ModelOptions`, applied after the capacity is fitted); an existing run
+            must hold those given.
         lock: take the run's lock (False only where the caller holds it: the level workers of ``parallel``).
         data_parallel: under ``torchrun`` with more ranks than levels, the further ranks train the levels with the
             most work per rank data-parallel (``DistributedDataParallel``); False leaves them without a level
@@ -87,7 +88,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     check_workers(parallel, threads, opts.joint, under_torchrun=env is not None and lock)
     opts = opts.resolved()
     spec = RunSpec(data_spec, level_spec, model_type, overrides, preset, n_bits, image_size, crop, allow_other_data,
-                   wavelet)
+                   options or ModelOptions())
     if env is not None and lock:  # a rank of a torchrun job (level workers of --parallel never are)
         return train_torchrun(env, run_dir, spec, opts, data, data_parallel)
     run = RunDir(run_dir)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from waveletflow.data import Crops, random_crop, random_flip
+from waveletflow.data import Crops, periodic_pad, random_crop, random_flip
 from waveletflow.errors import UserInputError
 from waveletflow.layers.precision import network_precision, precision_layers
 from waveletflow.models import FlowModel
@@ -186,7 +186,8 @@ class TrainUnit:
     def draw(self, n: int) -> Tensor:
         """A batch of ``min(n, #images)`` training inputs of the unit's levels, drawn in this order from the
         unit's generator: indices, the data's crops (if cropped), the level's crop (of the pixels, at positions
-        that keep its Haar blocks whole, so its coefficients are those of the whole image), dequantisation noise,
+        that keep its Haar blocks whole, so its coefficients are those of the whole image; for a lifted wavelet a
+        window of the periodic image with the level's margin around it), dequantisation noise,
         flips (if asked for). The input is the low-pass ``self.steps`` Haar steps down (:meth:`FlowModel.prepare`);
         for whole images the block means of every training image are computed once and kept."""
         n_train = len(self.train_images)
@@ -199,8 +200,13 @@ class TrainUnit:
             else:
                 images = self.train_images[idx]
             if self.crop is not None:
-                k = random_crop(torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2), self.crop, self.generator,
-                                align=2 ** (self.steps + 1))
+                k = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2)
+                margin = self.model.level_margin(self.single)
+                if margin:  # a window of the periodic image around the crop (a lifted wavelet's coefficients)
+                    k = random_crop(periodic_pad(k, margin), self.crop + 2 * margin, self.generator,
+                                    align=2 ** (len(self.model.levels) - self.single))
+                else:
+                    k = random_crop(k, self.crop, self.generator, align=2 ** (self.steps + 1))
                 images = k.permute(0, 2, 3, 1)
             x = self.model.prepare(images, self.generator, self.data_bits, steps=self.steps)
         if self.opts.flip:

@@ -9,14 +9,16 @@ from waveletflow.wavelets.haar import (
     inverse_haar,
     pyramid_sizes,
 )
-from waveletflow.wavelets.lifting import WAVELETS, check_wavelet, dwt2, idwt2, logdet_per_low
+from waveletflow.wavelets.lifting import BOUNDARIES, WAVELETS, check_wavelet, crop_margin, dwt2, idwt2, logdet_per_low
 from waveletflow.wavelets.pyramid import haar_pyramid, inverse_haar_pyramid, inverse_wavelet_pyramid, wavelet_pyramid
 
 __all__ = [
+    "BOUNDARIES",
     "CONVENTIONS",
     "WAVELETS",
     "Pyramid",
     "check_wavelet",
+    "crop_margin",
     "dwt2",
     "haar",
     "haar_logdet_per_low",

@@ -46,6 +46,8 @@ class Lifting:
     k_high: float
     #: PyWavelets' name of the same wavelet
     pywt_name: str
+    #: how far (in samples of a step's input) a step's outputs reach beyond their own pair of samples
+    reach: int
 
 
 # Daubechies & Sweldens (1998), §7.8: CDF 9/7; ζ = √2 / K, K the low-pass's gain at zero frequency.
@@ -57,9 +59,9 @@ _K97 = 1.230174104914001
 
 LIFTINGS = {
     "cdf53": Lifting("cdf53", (("predict", -0.5), ("update", 0.25)), math.sqrt(2.0), -1.0 / math.sqrt(2.0),
-                     "bior2.2"),
+                     "bior2.2", 2),
     "cdf97": Lifting("cdf97", (("predict", _ALPHA), ("update", _BETA), ("predict", _GAMMA), ("update", _DELTA)),
-                     math.sqrt(2.0) / _K97, -_K97 / math.sqrt(2.0), "bior4.4"),
+                     math.sqrt(2.0) / _K97, -_K97 / math.sqrt(2.0), "bior4.4", 4),
 }
 
 
@@ -199,5 +201,18 @@ def logdet_per_low(wavelet: str, convention: str) -> float:
     return math.log(abs(lf.k_low**2 * s_low * (lf.k_low * lf.k_high * s_det) ** 2 * lf.k_high**2 * s_det))
 
 
+def crop_margin(wavelet: str, steps: int) -> int:
+    """Pixels to add on every side of a crop (aligned to ``2^steps``) so that the coefficients ``steps`` 2-D steps
+    down inside it equal those of the whole image: none for Haar, whose blocks do not overlap; for a lifted
+    wavelet ``reach · 2^steps`` (its coefficients reach ``reach · (2^steps − 1)`` pixels beyond their block),
+    with the periodic boundary (a window of the periodic image; see the tests).
+
+    >>> crop_margin("haar", 3), crop_margin("cdf53", 1), crop_margin("cdf97", 2)
+    (0, 4, 16)
+    """
+    check_wavelet(wavelet)
+    return 0 if wavelet == "haar" else LIFTINGS[wavelet].reach << steps
+
+
 __all__ = ["BOUNDARIES", "CONVENTIONS", "LIFTINGS", "Lifting", "WAVELETS", "check_wavelet", "dwt2", "idwt2", "lift",
-           "logdet_per_low", "unlift"]
+           "crop_margin", "logdet_per_low", "unlift"]

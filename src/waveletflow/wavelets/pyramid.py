@@ -10,7 +10,7 @@ from waveletflow.wavelets.lifting import dwt2, idwt2
 
 
 def wavelet_pyramid(x: Tensor, base_size: int | tuple[int, int], wavelet: str = "haar",
-                    convention: str = "average") -> Pyramid:
+                    convention: str = "average", boundary: str = "symmetric") -> Pyramid:
     """Repeated 2-D steps (:func:`~waveletflow.wavelets.dwt2`) from the full size down to ``base_size``.
 
     Returns a :class:`Pyramid` with ``details`` ordered coarse to fine (``details[0]`` is next to the base) and
@@ -31,18 +31,18 @@ def wavelet_pyramid(x: Tensor, base_size: int | tuple[int, int], wavelet: str = 
     logdet = x.new_zeros(x.shape[0])
     low = x
     for _ in range(len(sizes) - 1):
-        low, detail, ld = dwt2(low, wavelet, convention)
+        low, detail, ld = dwt2(low, wavelet, convention, boundary)
         details.append(detail)
         logdet = logdet + ld
     return Pyramid(base=low, details=details[::-1], logdet=logdet)
 
 
 def inverse_wavelet_pyramid(base: Tensor, details: list[Tensor], wavelet: str = "haar",
-                            convention: str = "average") -> Tensor:
+                            convention: str = "average", boundary: str = "symmetric") -> Tensor:
     """Exact inverse of :func:`wavelet_pyramid` (details coarse to fine)."""
     x = base
     for detail in details:
-        x = idwt2(x, detail, wavelet, convention)
+        x = idwt2(x, detail, wavelet, convention, boundary)
     return x
 
 

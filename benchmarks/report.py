@@ -1,0 +1,58 @@
+"""Every generated table of the README and the documentation, from its result file: written, or checked.
+
+    python -m benchmarks report            # write every block (<!-- NAME:start --> … <!-- NAME:end -->) of the pages
+    python -m benchmarks report --check    # exit 1, naming each page and block whose figures differ from their file
+
+A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``;
+``throughput``, ``capacity``, ``beyond``: theirs); a result file that does not exist yet gives an empty one, which
+each report says plainly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import beyond, capacity, defaults, throughput
+from benchmarks.readme import block, markers, write_block
+
+REPO = Path(__file__).resolve().parents[1]
+#: block name → (result file, what makes the block from it)
+SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
+    **{name: (defaults.RESULTS, make) for name, make in defaults.BLOCKS.items()},
+    "throughput": (throughput.RESULTS, throughput.markdown),
+    "capacity": (capacity.RESULTS, capacity.markdown),
+    **{name: (beyond.RESULTS, make) for name, make in beyond.BLOCKS.items()},
+}
+
+
+def pages(root: Path = REPO) -> list[Path]:
+    """The README and every documentation page."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def tables(root: Path = REPO) -> list[tuple[Path, str, str]]:
+    """(page, block name, the table its result file gives) of every generated block in the pages."""
+    out = []
+    for page in pages(root):
+        text = page.read_text()
+        for name, (path, make) in SOURCES.items():
+            if markers(name)[0] in text:
+                result = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+                out.append((page, name, make(result)))
+    return out
+
+
+def check(root: Path = REPO) -> list[str]:
+    """``page: block`` of each generated block whose content differs from what its result file gives."""
+    return [f"{page.relative_to(root)}: {name}" for page, name, table in tables(root)
+            if block(page.read_text(), name) != table]
+
+
+def write(root: Path = REPO) -> list[str]:
+    """Write every generated block; ``page: block`` of those that changed."""
+    changed = check(root)
+    for page, name, table in tables(root):
+        write_block(page, name, table)
+    return changed
