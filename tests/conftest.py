@@ -27,6 +27,20 @@ TINY_WF = {
 }
 
 
+def train_tiny(run: Path, *flags: str, steps: int = 3, batch: int = 16) -> dict:
+    """Train a :data:`TINY_WF` Wavelet Flow on digits into ``run`` from the command line (one process, quiet) with
+    ``flags``; the config of its ``model.json``."""
+    import json
+
+    from waveletflow.cli import main
+
+    cfg = run.parent / f"{run.name}.tiny.json"
+    cfg.write_text(json.dumps(TINY_WF))
+    assert main(["train", "--data", "digits", "--out", str(run), "--steps", str(steps), "--batch-size", str(batch),
+                 "--config", str(cfg), "--quiet", "--no-curves", "--parallel", "1", *flags]) == 0
+    return json.loads((run / "model.json").read_text())["config"]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -1,12 +1,10 @@
 """Global context for the detail levels: self-attention over the whole low-pass image in the conditioning network,
 the ``--context`` choice, and the model options applied after the capacity is fitted."""
 
-import json
-
 import pytest
 import torch
 
-from conftest import TINY_WF
+from conftest import train_tiny
 from flow_checks import randomize
 from waveletflow.cli import main
 from waveletflow.layers.conditioning import EncodedCondition, GlobalContext
@@ -61,13 +59,9 @@ def test_model_options_set_the_context_of_every_detail_level():
 
 
 def test_context_wavelet_and_noise_from_train_plan_and_info(tmp_path, capsys):
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY_WF))
     run = tmp_path / "run"
     args = ["--context", "attention", "--wavelet", "cdf53", "--noise-std", "0.02"]
-    assert main(["train", "--data", "digits", "--out", str(run), "--steps", "2", "--batch-size", "8", "--config",
-                 str(cfg), "--quiet", "--no-curves", "--parallel", "1", *args]) == 0
-    config = json.loads((run / "model.json").read_text())["config"]
+    config = train_tiny(run, *args, steps=2, batch=8)
     assert [lv["cond_attention"] for lv in config["levels"]] == [0, 1, 1, 1]
     assert config["wavelet"] == "cdf53" and config["noise_std"] == 0.02
     capsys.readouterr()

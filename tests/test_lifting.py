@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_WF
+from conftest import TINY_WF, train_tiny
 from flow_checks import flat_jacobian_logdet, randomize
 from waveletflow.cli import main
 from waveletflow.data import periodic_pad
@@ -196,13 +196,9 @@ def test_super_resolution_keeps_the_lifted_low_pass(wavelet):
 
 
 def test_train_info_evaluate_pyramid_and_superres_eval_with_a_lifted_wavelet(tmp_path, capsys):
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY_WF))
     run = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--out", str(run), "--steps", "3", "--batch-size", "16", "--config",
-                 str(cfg), "--wavelet", "cdf97", "--quiet", "--no-curves", "--parallel", "1"]) == 0
-    meta = json.loads((run / "model.json").read_text())
-    assert meta["version"] == 3 and meta["config"]["wavelet"] == "cdf97"
+    assert train_tiny(run, "--wavelet", "cdf97")["wavelet"] == "cdf97"
+    assert json.loads((run / "model.json").read_text())["version"] == 3
     capsys.readouterr()
     assert main(["info", str(run)]) == 0 and "wavelet: cdf97 (by lifting, symmetric boundary), average normalisation" in capsys.readouterr().out
     assert main(["info", str(run), "--json"]) == 0 and json.loads(capsys.readouterr().out)["wavelet"] == "cdf97"

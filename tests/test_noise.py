@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_WF
+from conftest import TINY_WF, train_tiny
 from waveletflow import build_model
 from waveletflow.cli import main
 from waveletflow.layers import ActNorm
@@ -85,12 +85,8 @@ def test_no_noise_leaves_training_as_it_was_and_noise_changes_it(tmp_path):
 
 
 def test_noise_std_from_the_command_line(tmp_path, capsys):
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY_WF))
     run = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--out", str(run), "--steps", "3", "--batch-size", "16", "--config",
-                 str(cfg), "--noise-std", "0.05", "--quiet", "--no-curves", "--parallel", "1"]) == 0
-    assert json.loads((run / "model.json").read_text())["config"]["noise_std"] == 0.05
+    assert train_tiny(run, "--noise-std", "0.05")["noise_std"] == 0.05
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", "digits", "--limit", "20"]) == 0
     assert "plus Gaussian noise of std 0.05" in capsys.readouterr().out
