@@ -265,14 +265,12 @@ class FlowModel(nn.Module):
         :meth:`chunk_size`: the backward pass keeps every activation).
 
         >>> import torch, waveletflow
-        >>> config = {"image_shape": [1, 4, 4], "n_bits": 5, "n_scales": 1, "noise_std": 0.1}
-        >>> m = waveletflow.build_model("glow", config)
+        >>> m = waveletflow.build_model("glow", dict(image_shape=[1, 4, 4], n_bits=5, n_scales=1, noise_std=0.1))
         >>> m.denoise(torch.rand(2, 1, 4, 4)).shape
         torch.Size([2, 1, 4, 4])
         """
         self.check_denoise()
-        var, step = self.noise_std**2, max(1, self.chunk_size() // 8)
-        outs = []
+        var, step, outs = self.noise_std**2, max(1, self.chunk_size() // 8), []
         with torch.enable_grad():
             for i in range(0, len(x), step):
                 xi = x[i : i + step].detach().requires_grad_(True)
