@@ -26,21 +26,19 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmarks import rows as rowfile
+from benchmarks.rows import cell
 from benchmarks.machine import machine
 from benchmarks.readme import markers, write_block
+from benchmarks.paths import DATA, REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results" / "beyond.json"
 GRIDS = REPO / "docs" / "results" / "beyond"
-DATA = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
 #: quality samples per data set: 2000 for MNIST, every test image of the CIFAR-10 subset
 QUALITY_N = {"mnist": 2000, "cifar10": 1017}
 TEST_LIMIT = 2000
@@ -144,15 +142,6 @@ def values(rows: list[dict], dataset: str, variant: str, pick) -> list[float]:
     return [pick(r) for r in sorted(rows, key=lambda r: r["seed"]) if (r["dataset"], r["variant"]) == (dataset, variant)]
 
 
-def cell(vals: list[float], digits: int = 3) -> str:
-    """``mean (lowest–highest)``, or the one value with ``(1 seed)``."""
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f} (1 seed)"
-    return f"{statistics.mean(vals):.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
-
-
 def markdown(result: dict) -> str:
     rows = result.get("rows", [])
     if not rows:
@@ -194,7 +183,7 @@ BLOCKS = {"beyond": markdown}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.beyond", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks beyond", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="only print the tables of the result file")
     p.add_argument("--readme", nargs="+", metavar="FILE", help="also write the table into these Markdown files")
     p.add_argument("--datasets", default=",".join(DATA))

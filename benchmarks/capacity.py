@@ -30,12 +30,10 @@ from pathlib import Path
 from benchmarks.machine import machine
 from benchmarks import rows as rowfile
 from benchmarks.readme import write_block
+from benchmarks.paths import DATA, REPO, SHARED
 from waveletflow.models.config import PRESETS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results" / "capacity.json"
-DATA = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
 #: the preset each dataset's Wavelet Flow is made from (its finest level's width is the one tried)
 PRESET = {"mnist": "28x28", "cifar10": "32x32"}
 #: widths tried at each budget (s): Wavelet Flow's finest level, and each Glow's coupling networks
@@ -161,7 +159,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks capacity", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="print the table from the result file")
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--models", default=",".join(WIDTHS))

@@ -115,18 +115,22 @@ def normflows_glow(image_shape: tuple[int, int, int], n_scales: int, n_steps: in
 
 
 class NormflowsGlow:
-    """The peer library's Glow with the same training loop settings as ours."""
+    """The peer library's Glow trained with our recipe: the same optimiser, batch, warm-up and clipping, Polyak
+    averaging of the weights (``ema``, ramped up as our trainer ramps it; validation and tests use the average)
+    and the learning rate's linear decay to zero over the final ``decay`` fraction of each ``train_for``."""
 
     def __init__(self, image_shape, n_scales: int, n_steps: int, hidden: int, data: ImageDataset, device: str,
                  batch_size: int, lr: float = TrainOptions.lr, warmup: int = TrainOptions.warmup,
                  grad_clip: float = TrainOptions.grad_clip, seed: int = 0,
-                 keep_best_every: int | None = None):
+                 keep_best_every: int | None = None, ema: float = TrainOptions.ema, decay: float = TrainOptions.decay):
         torch.manual_seed(seed)
         self.name = "normflows Glow"
         self.model = normflows_glow(image_shape, n_scales, n_steps, hidden).to(device)
         self.data, self.device, self.batch_size = data, device, batch_size
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.lr, self.warmup, self.grad_clip = lr, warmup, grad_clip
+        self.ema, self.decay = ema, decay
+        self.average: dict[str, torch.Tensor] | None = None  # the Polyak average of the parameters
         self.gen = torch.Generator().manual_seed(seed)
         self.step = 0
         self.trained_s = 0.0
@@ -148,7 +152,7 @@ class NormflowsGlow:
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             for g in self.opt.param_groups:
-                g["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup)
+                g["lr"] = self.lr_at((time.perf_counter() - t0) / seconds)
             idx = np.sort(torch.randint(0, n, (self.batch_size,), generator=self.gen).numpy())
             loss = self.model.forward_kld(self._x(self.data.x_train[idx])) / (self.dims * math.log(2))
             self.opt.zero_grad(set_to_none=True)
@@ -159,11 +163,40 @@ class NormflowsGlow:
             if torch.isfinite(gn):
                 self.opt.step()
             self.step += 1
+            self._average()
             if self.keep_best_every and self.step % self.keep_best_every == 0:
                 self._validate()
         if self.keep_best_every:
             self._validate()
         self.trained_s += time.perf_counter() - t0
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate of the next step at ``progress`` (0..1) through a ``train_for``: our schedule (warm-up,
+        constant, the final linear decay)."""
+        lr = self.lr * min(1.0, (self.step + 1) / self.warmup)
+        if self.decay > 0:
+            lr *= min(1.0, max(0.0, 1.0 - progress) / self.decay)
+        return lr
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """Update the Polyak average after a step (decay ``min(ema, (1 + step) / (10 + step))``, as ours)."""
+        if not self.ema:
+            return
+        params = dict(self.model.named_parameters())
+        if self.average is None:
+            self.average = {k: p.detach().clone() for k, p in params.items()}
+            return
+        d = min(self.ema, (1 + self.step) / (10 + self.step))
+        for k, p in params.items():
+            self.average[k].mul_(d).add_(p.detach(), alpha=1 - d)
+
+    def _averaged_state(self) -> dict:
+        """The model's state with the averaged parameters (its own where there is no average)."""
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.average is not None:
+            state.update({k: v.clone() for k, v in self.average.items()})
+        return state
 
     @torch.no_grad()
     def sample_seconds(self, n: int, repeats: int) -> float:
@@ -175,19 +208,23 @@ class NormflowsGlow:
         n = len(self.data.x_train)
         val = self.test_bpd(self.data.x_train[np.arange(n - self.n_val, n)])
         if self.best is None or val < self.best[0]:
-            self.best = (val, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            self.best = (val, self._averaged_state())
         self.model.train()
 
     @torch.no_grad()
     def test_bpd(self, images: np.ndarray, batch_size: int = 256, best: bool = False) -> float:
-        """Bits/dim of ``images``; with ``best`` (and validation on), with the best validation's weights."""
-        if best and self.best is not None:
-            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(self.best[1])
-            try:
-                return self.test_bpd(images, batch_size)
-            finally:
-                self.model.load_state_dict(current)
+        """Bits/dim of ``images`` with the averaged weights; with ``best`` (and validation on), with the best
+        validation's (averaged) weights."""
+        weights = self.best[1] if best and self.best is not None else self._averaged_state()
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        try:
+            return self._bpd(images, batch_size)
+        finally:
+            self.model.load_state_dict(current)
+
+    @torch.no_grad()
+    def _bpd(self, images: np.ndarray, batch_size: int) -> float:
         self.model.eval()
         gen = torch.Generator().manual_seed(0)
         total = 0.0

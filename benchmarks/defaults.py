@@ -29,12 +29,11 @@ from pathlib import Path
 
 from benchmarks.machine import machine
 from benchmarks import rows as rowfile
+from benchmarks.rows import cell
 from benchmarks.readme import markers, write_block
+from benchmarks.paths import DATA, REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results" / "defaults.json"
-DATA = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
 NAMES = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)"}
 BUDGETS = (300, 600)
 #: Wavelet Flow's further budgets, for its time-to-quality curve
@@ -116,15 +115,6 @@ def run_all(todo, work: Path) -> None:
 def figures(rows: list[dict], dataset: str, model: str, budget: int) -> list[float]:
     return [r["test_bpd"] for r in sorted(rows, key=lambda r: r["seed"])
             if (r["dataset"], r["model"], r["budget_s"]) == (dataset, model, budget)]
-
-
-def cell(values: list[float]) -> str:
-    """``mean (min–max, n seeds)``."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f} (1 seed)"
-    return f"{statistics.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
 
 def reach_time(curve: list[tuple[float, float]], goal: float) -> float | None:
@@ -290,7 +280,7 @@ BLOCKS = {"defaults": markdown, "defaults-summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks defaults", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="only print the tables of the result file")
     p.add_argument("--readme", nargs="+", metavar="FILE",
                    help="also write the tables into these Markdown files, between their defaults (the whole report) "

@@ -96,8 +96,8 @@ def measure(run: str, n: int, pyro_n: int, temperature: float, seed: int = 0,
             "torch": torch.__version__, "levels": rows}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks mcmc", description=__doc__.splitlines()[0])
     p.add_argument("run")
     p.add_argument("--n", type=int, default=64, help="chains (images) of the vectorised sampler")
     p.add_argument("--pyro-n", type=int, default=4, help="chains run one after another with Pyro (0: Pyro left out)")
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.run import SHARED
+from benchmarks.paths import SHARED
 from waveletflow.data import load_dataset
 from waveletflow.layers.cnf import CNF
 from waveletflow.metrics import LN2, bits_per_dim
@@ -81,12 +81,12 @@ def _null():
     yield
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks mrcnf-solve", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "mrcnf_solve.json"))
-    a = p.parse_args()
+    a = p.parse_args(argv)
     res = measure(a.steps, a.batch_size)
     before, now = res.values()
     res["ratio"] = {"nfe": now["nfe_per_step"] / before["nfe_per_step"],
@@ -96,7 +96,8 @@ def main() -> None:
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     for name, r in res.items():
         print(name, r)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,8 +4,8 @@
     python -m benchmarks report --check    # exit 1, naming each page and block whose figures differ from their file
 
 A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``;
-``throughput``, ``capacity``, ``beyond``: theirs); a result file that does not exist yet gives an empty one, which
-each report says plainly.
+``throughput``, ``capacity``, ``beyond``, ``memory``, ``tuning``: theirs); a result file that does not exist yet
+gives an empty one, which each report says plainly.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import beyond, capacity, defaults, throughput
+from benchmarks import beyond, capacity, defaults, memory, throughput, tuning
 from benchmarks.readme import block, markers, write_block
+from benchmarks.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 #: block name → (result file, what makes the block from it)
 SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
     **{name: (defaults.RESULTS, make) for name, make in defaults.BLOCKS.items()},
     "throughput": (throughput.RESULTS, throughput.markdown),
     "capacity": (capacity.RESULTS, capacity.markdown),
     **{name: (beyond.RESULTS, make) for name, make in beyond.BLOCKS.items()},
+    **{name: (memory.RESULTS, make) for name, make in memory.BLOCKS.items()},
+    **{name: (tuning.RESULTS, make) for name, make in tuning.BLOCKS.items()},
 }
 
 

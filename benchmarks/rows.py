@@ -6,6 +6,7 @@ A benchmark that is killed resumes from its file: the rows already there are not
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 
@@ -22,3 +23,16 @@ def add(path: Path, row: dict, machine: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     tmp.replace(path)
+
+
+def cell(values: list[float], digits: int = 3) -> str:
+    """A figure over seeds for a table: ``mean (lowest–highest)``, the one value with ``(1 seed)``, or ``–``.
+
+    >>> cell([1.5, 1.25, 1.0])
+    '1.250 (1.000–1.500)'
+    """
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.run import REPO, SHARED, machine
+from benchmarks.machine import machine
+from benchmarks.paths import REPO, SHARED
 from waveletflow import load
 from waveletflow.data import load_dataset
 from waveletflow.models import build_model, default_config
@@ -50,7 +51,7 @@ def timed(cmd: list[str], threads: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks scaling", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(SHARED / "mnist.npz"))
     p.add_argument("--steps", type=int, default=200, help="optimiser steps per level")
     p.add_argument("--batch-size", type=int, default=64)

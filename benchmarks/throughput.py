@@ -26,6 +26,7 @@ import torch
 
 from benchmarks.machine import machine
 from benchmarks.readme import write_block
+from benchmarks.paths import DATA, REPO
 from waveletflow.data import load_dataset
 from waveletflow.metrics import LN2
 from waveletflow.models import build_model
@@ -34,9 +35,7 @@ from waveletflow.training import TrainOptions, split_train_val
 from waveletflow.training.run import new_config
 from waveletflow.training.unit import TrainUnit
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "throughput.json"
-DATA = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
 MODELS = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)"}
 #: (column, precision, compile, channels_last)
 MODES = (("fp32", "fp32", False, True), ("bf16", "bf16", False, True), ("bf16, NCHW", "bf16", False, False),
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks throughput", description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)

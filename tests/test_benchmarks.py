@@ -54,7 +54,7 @@ def test_benchmark_produces_every_figure(tmp_path):
 
 
 def test_sweep_budgets_halve_down_to_the_whole_budget():
-    from benchmarks.run import sweep_budgets
+    from benchmarks.timetoquality import sweep_budgets
 
     assert sweep_budgets(600.0, 4) == [75.0, 150.0, 300.0, 600.0]
     assert sweep_budgets(10.0, 1) == [10.0]
@@ -208,24 +208,26 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
         assert torch.allclose(model.decode(model.encode(x)), x, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["defaults", "defaults-summary", "throughput", "capacity", "beyond"])
+@pytest.mark.parametrize("name", ["defaults", "defaults-summary", "throughput", "capacity", "beyond", "memory",
+                                  "tuning"])
 def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(name):
     """Every table between a page's markers (README and docs) is what its result file gives, never a hand copy."""
     from pathlib import Path
 
-    from benchmarks import beyond, capacity, defaults, throughput
+    from benchmarks import beyond, capacity, defaults, memory, throughput, tuning
     from benchmarks.readme import block, markers
 
     repo = Path(__file__).parents[1]
-    module = {"defaults": defaults, "throughput": throughput, "capacity": capacity, "beyond": beyond}[name.split("-")[0]]
+    module = {"defaults": defaults, "throughput": throughput, "capacity": capacity, "beyond": beyond,
+              "memory": memory, "tuning": tuning}[name.split("-")[0]]
     make = defaults.BLOCKS[name] if name.startswith("defaults") else module.markdown
     pages = [p for p in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
              if markers(name)[0] in p.read_text()]
     assert pages, f"no page holds the {name} table"
     path = repo / "benchmarks" / "results" / f"{name.split('-')[0]}.json"
-    if not path.is_file() and name != "beyond":
+    if not path.is_file() and name not in ("beyond", "memory", "tuning"):
         pytest.skip(f"{path.name} not measured yet")
-    table = make(json.loads(path.read_text()) if path.is_file() else {"rows": []})  # beyond says it is not yet
+    table = make(json.loads(path.read_text()) if path.is_file() else {"rows": []})  # these say they are not yet
     for page in pages:
         assert block(page.read_text(), name) == table, page.relative_to(repo)
 
@@ -316,3 +318,112 @@ def test_the_defaults_verdict_is_generated_and_says_where_the_goal_is_missed():
     assert "ahead of the best Glow's in 0 of 2 cells" in text and "behind in every seed in 2" in text
     assert ": 0.67×; the goal" in text and "In 1 cell(s) Wavelet Flow does not reach it within 600 s" in text
     assert defaults.verdict({"rows": []}) == "No runs yet.\n"
+
+
+def test_memory_probes_every_contender_and_decomposes_the_factors(tmp_path, monkeypatch):
+    """The decomposed memory benchmark at a tiny side: every Wavelet Flow level and both Glows are probed in their
+    own process, a Glow extrapolated past the cap is not attempted, and the table's factors are the ratios."""
+    from benchmarks import memory
+
+    whole = memory.row(8, "wf-whole", 2, "cpu", None, 20.0)
+    assert [lv["level"] for lv in whole["levels"]] == [0, 1, 2, 3]  # 8×8: a 1×1 base and three detail levels
+    assert all(lv["mb"] is not None and lv["params"] > 0 for lv in whole["levels"])
+    assert whole["mb"] == max(lv["mb"] for lv in whole["levels"])
+    glow = memory.row(8, "glow-ckpt", 2, "cpu", None, 20.0)
+    assert glow["n_scales"] == memory.glow_scales(8) == 1 and glow["checkpoint"] and glow["mb"] is not None
+    assert memory.glow_scales(256) == 6 and memory.glow_scales(1024) == 8
+    skipped = memory.row(1024, "glow", 4, "cpu", {"side": 512, "mb": 6000.0}, 20.0)  # 24000 MB extrapolated
+    assert skipped["mb"] is None and skipped["extrapolated_mb"] == 24000.0 and "not attempted" in skipped["note"]
+    rows = [{"key": memory.key(256, w), "side": 256, "what": w, "batch": 4, "mb": mb}
+            for w, mb in (("wf-whole", 100.0), ("wf-crops", 50.0), ("glow", 1000.0), ("glow-ckpt", 400.0))]
+    table = memory.markdown({"machine": "m", "rows": rows + [skipped]})
+    assert "| 256 px (6 scales) | 1,000 | 400 | 100 | 50.0 | 10.0× | 4.0× | 2.0× |" in table
+    assert "| 1024 px (8 scales) | did not fit (≈ 23 GB extrapolated) | – | – | – | – | – | – |" in table
+    assert "Not measured yet" in memory.markdown({"rows": []})
+
+
+def test_every_benchmark_is_a_subcommand(capsys):
+    from benchmarks.__main__ import SECTIONS, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in [*SECTIONS, "report"])
+    assert main(["memory", "--report"]) == 0
+    assert "memory" in capsys.readouterr().out.lower()
+
+
+def test_tuning_reshapes_at_the_same_parameters():
+    """Depth against width: the flow steps scale, the width is re-solved so the parameters stay the default's."""
+    from benchmarks import tuning
+    from waveletflow.models import build_model
+
+    def params(model_type, config, level=None):
+        return build_model(model_type, config, device="meta").num_parameters(level)
+
+    glow = tuning.base_config("glow-residual", (1, 28, 28), 300)
+    deep = tuning.reshaped("glow-residual", glow, 2.0)
+    assert deep["n_steps"] == 2 * glow["n_steps"] and deep["width"] < glow["width"]
+    assert abs(params("glow-residual", deep) / params("glow-residual", glow) - 1) < 0.15
+    wf = tuning.base_config("waveletflow", (1, 28, 28), 75)
+    shallow = tuning.reshaped("waveletflow", wf, 0.5)
+    for i, (a, b) in enumerate(zip(wf["levels"], shallow["levels"])):
+        assert b["n_steps"] == max(1, round(a["n_steps"] / 2)) and b["width"] >= a["width"]
+        assert abs(params("waveletflow", shallow, i) / params("waveletflow", wf, i) - 1) < 0.2, i
+    assert tuning.reshaped("glow", glow, 1.0) is glow
+
+
+def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(tmp_path, monkeypatch):
+    from benchmarks import tuning
+
+    monkeypatch.setattr(tuning, "RESULTS", tmp_path / "tuning.json")
+    calls = []
+
+    def fake(dataset, model, config, lr, batch, budget, seed, run, split):
+        calls.append((model, lr, batch, budget, seed, split))
+        # the lowest validation figure: lr 0.004 with batch 32 and twice the depth
+        bpd = 2.0 - (lr == 0.004) * 0.1 - (batch == 32) * 0.05 - (config.get("n_steps", 0) > 8) * 0.01
+        return {"bpd": bpd, "images": 10, "wall_s": 1.0, "params": 5, "command": "waveletflow train ..."}
+
+    monkeypatch.setattr(tuning, "train_and_score", fake)
+    tuning.run_all(["mnist"], ["glow"], tmp_path)
+    trials = [c for c in calls if c[3] == tuning.TRIAL_S]
+    assert len(trials) == len(tuning.trials()) == 18 and {c[5] for c in trials} == {"val"}
+    finals = [c for c in calls if c[3] == tuning.BUDGET_S]
+    assert [(c[1], c[2], c[4], c[5]) for c in finals] == [(0.004, 32, s, "test") for s in tuning.SEEDS]
+    rows = json.loads((tmp_path / "tuning.json").read_text())["rows"]
+    final = next(r for r in rows if r["key"] == tuning.final_key("mnist", "glow", 0))
+    for field in ("model", "dataset", "seed", "budget_s", "bits_per_dim", "params", "cpu", "tuning"):
+        assert field in final, field
+    assert final["tuning"]["depth"] == 2.0 and final["tuning"]["trial"].startswith("trial/mnist/glow/lr0.004/")
+    calls.clear()
+    tuning.run_all(["mnist"], ["glow"], tmp_path)  # resumed: nothing left to run
+    assert calls == []
+    table = tuning.markdown(json.loads((tmp_path / "tuning.json").read_text()))
+    assert "| mnist | Glow | 18 of 18 | 0.004, ×2, 32 | 1.840 | 1.840–2.000 | 1.840 (1.840–1.840) |" in table
+    assert "Not measured yet" in tuning.markdown({"rows": []})
+
+
+def test_normflows_glow_trains_with_our_recipe():
+    """The peer's Glow gets Polyak averaging and the final decay: the learning rate falls linearly to zero over the
+    last 30% of a training call, and test figures use the averaged weights."""
+    pytest.importorskip("normflows")
+    import torch
+
+    from benchmarks.contenders import NormflowsGlow
+    from waveletflow.data import load_dataset
+
+    data = load_dataset("digits")
+    glow = NormflowsGlow((1, 8, 8), 1, 1, 8, data, "cpu", 8, lr=1e-3, warmup=1)
+    assert glow.lr_at(0.5) == pytest.approx(1e-3) and glow.lr_at(0.85) == pytest.approx(0.5e-3)
+    assert glow.lr_at(1.0) == 0.0
+    glow.train_for(0.5)
+    assert glow.step > 10 and glow.average is not None
+    own = {k: v.clone() for k, v in glow.model.state_dict().items()}
+    assert any(not torch.equal(glow.average[k], own[k]) for k in glow.average)
+    images = data.x_test[:16]
+    averaged = glow.test_bpd(images)
+    glow.model.load_state_dict(glow._averaged_state())
+    assert glow._bpd(images, 256) == pytest.approx(averaged)
+    glow.model.load_state_dict(own)
+    assert glow._bpd(images, 256) != pytest.approx(averaged)

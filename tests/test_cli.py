@@ -46,6 +46,21 @@ def test_evaluate_json_levels_sum(trained_run, capsys):
     assert code == 0 and f"{res['bits_per_dim']:.4f}" in out
 
 
+def test_evaluate_the_validation_images_the_run_held_out(trained_run, capsys):
+    """``--split val``: the training images the run validated on (for tuning without the test images)."""
+    from waveletflow import load
+    from waveletflow.data import load_dataset
+    from waveletflow.rundir import RunDir
+    from waveletflow.training import split_train_val
+
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--data", "digits", "--split", "val", "--json")
+    assert code == 0
+    res = json.loads(out)
+    val = split_train_val(load_dataset("digits"), RunDir(trained_run).read_run()["val_size"])[1]
+    assert res["images"] == len(val) > 0
+    assert abs(load(trained_run).bits_per_dim(val, data_bits=5).bits_per_dim - res["bits_per_dim"]) < 1e-9
+
+
 def test_sample_png_and_npz(trained_run, tmp_path, capsys):
     code, _, _ = run_cli(capsys, "sample", trained_run, "--n", "6", "--out", tmp_path / "s.png", "--npz", tmp_path / "s.npz",
                          "--temperature", "0.7", "--seed", "3")

@@ -249,3 +249,20 @@ def test_pixel_methods_refuse_float_images_in_one_line():
     pixels = model.to_uint8(x)  # the pixels of the same images
     assert pixels.dtype == np.uint8 and pixels.shape == (2, 4, 4, 1)
     assert math.isfinite(model.bits_per_dim(pixels).bits_per_dim)
+
+
+def test_a_checkpointed_glow_is_the_same_model_with_the_same_gradients():
+    torch.manual_seed(0)
+    plain = Glow(glow_config((3, 8, 8), 5, n_scales=2, n_steps=2, width=8))
+    ckpt = Glow(glow_config((3, 8, 8), 5, n_scales=2, n_steps=2, width=8, checkpoint=True))
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 8, 8)
+    losses = []
+    for m in (plain, ckpt):
+        m.train()
+        loss = -m.log_prob(x).mean()
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.allclose(losses[0], losses[1])
+    for (n, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        assert a.grad is not None and torch.allclose(a.grad, b.grad, atol=1e-6), n

@@ -89,7 +89,15 @@ def cmd_evaluate(a) -> int:
     saved = RunDir(a.run).data_options()
     data = load_dataset(a.data, image_size=a.image_size if a.image_size is not None else saved.get("image_size"),
                         crop=a.crop if a.crop is not None else saved.get("crop"))
-    images = data.x_test if a.split == "test" else data.x_train
+    if a.split == "val":  # the training images the run held out for validation, as training validated on them
+        from waveletflow.training import split_train_val
+
+        val_size = RunDir(a.run).read_run().get("val_size")
+        if not val_size:
+            raise UserInputError(f"--split val: {a.run} records no validation images (the run was never trained)")
+        images = split_train_val(data, val_size)[1]
+    else:
+        images = data.x_test if a.split == "test" else data.x_train
     if a.limit is not None:
         if a.limit < 1:
             raise UserInputError("--limit must be at least 1")

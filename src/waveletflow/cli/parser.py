@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test bits/dim with the per-level breakdown")
     p.add_argument("run")
     p.add_argument("--data", required=True)
-    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="test images, the training images the run held out for validation (val: for tuning "
+                        "without touching the test images), or the training images")
     p.add_argument("--limit", type=int, help="evaluate the first N images")
     p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"images per batch (default {EVAL_BATCH_SIZE})")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the dequantisation noise")

@@ -87,7 +87,9 @@ class MultiScaleGlow(InvertibleLayer):
     scale). ``forward(x) -> (z, logdet)`` with ``z`` (N, C·H·W) standard normal under the model, so
     ``log p(x) = standard_normal_logp(z) + logdet``. Without squeezing (``squeeze=False``), a single scale
     of K steps models images of any size, e.g. a 7×7 Wavelet Flow base (Yu et al. 2020). ``net`` picks the
-    coupling network (``residual`` or ``glow``, see :class:`~waveletflow.layers.AffineCoupling`).
+    coupling network (``residual`` or ``glow``, see :class:`~waveletflow.layers.AffineCoupling`); ``checkpoint``
+    recomputes each step in the backward pass instead of keeping its activations (gradient checkpointing, as
+    Glow's released code trains).
 
     >>> import torch
     >>> glow = MultiScaleGlow((1, 8, 8), n_scales=2, n_steps=2, width=8)
@@ -109,6 +111,7 @@ class MultiScaleGlow(InvertibleLayer):
         lu: bool = True,
         squeeze: bool = True,
         net: str = "residual",
+        checkpoint: bool = False,
     ):
         super().__init__()
         c, h, w = (int(v) for v in image_shape)
@@ -133,7 +136,8 @@ class MultiScaleGlow(InvertibleLayer):
                     )
                 layers.append(Squeeze(c))
                 c, h, w = 4 * c, h // 2, w // 2
-            layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False, net=net))
+            layers.append(flow_stack(c, n_steps, 0, width, n_blocks, coupling, lu, final_actnorm=False, net=net,
+                                     checkpoint=checkpoint))
             self.stages.append(Sequential(layers))
             if scale < n_scales - 1:
                 split = SplitPrior(c)

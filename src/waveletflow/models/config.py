@@ -64,7 +64,8 @@ class GlowConfig(Config):
     (``coupling: glow``); ``coupling_net: residual`` with ``coupling: affine`` is Wavelet Flow's coupling instead
     (``n_blocks`` residual blocks, tanh scale), the model type ``glow-residual``. ``noise_std`` > 0: the model
     is of images with Gaussian noise of that standard deviation added (:attr:`FlowModel.noise_std
-    <waveletflow.models.FlowModel.noise_std>`), for every model type.
+    <waveletflow.models.FlowModel.noise_std>`), for every model type. ``checkpoint`` recomputes each step in the
+    backward pass instead of keeping its activations (less memory, about a third more compute; the same model).
     """
 
     image_shape: tuple[int, int, int]
@@ -78,6 +79,7 @@ class GlowConfig(Config):
     lu: bool = True
     display_max: int | None = None
     noise_std: float = 0.0
+    checkpoint: bool = False
 
     def __post_init__(self) -> None:
         _check_data(self.image_shape, self.n_bits, self.display_max)

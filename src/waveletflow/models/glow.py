@@ -28,7 +28,7 @@ class Glow(FlowModel):
         super().__init__(model_type, config.image_shape, config.n_bits, config)
         self.flow = MultiScaleGlow(self.image_shape, n_scales=config.n_scales, n_steps=config.n_steps,
                                    width=config.width, n_blocks=config.n_blocks, coupling=config.coupling, lu=config.lu,
-                                   net=config.coupling_net)
+                                   net=config.coupling_net, checkpoint=config.checkpoint)
         self.levels = nn.ModuleList([self.flow])
 
     @property

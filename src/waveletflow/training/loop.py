@@ -25,17 +25,33 @@ log = logging.getLogger("waveletflow")
 MAX_NONFINITE_LOSSES = 50
 
 
+#: before the first validation is timed, it is taken to cost this fraction of a training step per batch of
+#: validation images (a step is a forward and a backward pass, about three forwards; validation runs in float32)
+VAL_STEP_FRACTION = 0.5
+
+
 class Stop:
     """When training stops: at ``steps`` optimiser steps in total (resumed ones included) or ``budget_s``
     seconds after this object was made, whichever comes first (None: no limit of that kind). When this budget is
     a slice of a larger one, ``overall`` = (its start on ``time.perf_counter``'s clock, its seconds) measures the
-    progress (for the learning-rate decay) against the whole."""
+    progress (for the learning-rate decay) against the whole.
+
+    The budget is hard: ``reserve`` (s, kept up to date by :func:`fit` from what it measures) is the time that
+    what follows a stop takes (the step under way, the last validation, the last checkpoint), so training stops
+    that much before ``budget_s``, and the learning rate's progress reaches its end there.
+
+    >>> stop = Stop(budget_s=10.0)
+    >>> stop.reserve = 10.0  # a validation as long as the budget: no step fits
+    >>> stop(0)
+    True
+    """
 
     def __init__(self, steps: int | None = None, budget_s: float | None = None,
                  overall: tuple[float, float] | None = None):
         self.steps, self.budget_s = steps, budget_s
         self.start = time.perf_counter()
         self.overall = overall if overall is not None else (None if budget_s is None else (self.start, budget_s))
+        self.reserve = 0.0
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the start."""
@@ -51,13 +67,39 @@ class Stop:
         if self.steps:
             fractions.append(step / self.steps)
         if self.overall is not None and self.overall[1] > 0:
-            fractions.append((time.perf_counter() - self.overall[0]) / self.overall[1])
+            span = max(self.overall[1] - self.reserve, 1e-9)
+            fractions.append((time.perf_counter() - self.overall[0]) / span)
         return min(1.0, max(fractions))
 
     def __call__(self, step: int) -> bool:
         if self.steps is not None and step >= self.steps:
             return True
-        return self.budget_s is not None and self.elapsed() >= self.budget_s
+        return self.budget_s is not None and self.elapsed() + self.reserve >= self.budget_s
+
+
+class Tail:
+    """What :class:`Stop` keeps back at the end of a budget, from the durations :func:`fit` measures: the mean
+    training step, the last validation (estimated from the step until one is timed) and the last checkpoint."""
+
+    def __init__(self, val_images: int):
+        self.val_images, self.batch = val_images, 1
+        self.step_s: float | None = None
+        self.val_s: float | None = None
+        self.save_s = 0.0
+
+    def stepped(self, seconds: float, batch: int) -> None:
+        """A training step of ``batch`` images took ``seconds`` (a running mean; a compiling step is left out)."""
+        self.step_s = seconds if self.step_s is None else 0.9 * self.step_s + 0.1 * seconds
+        self.batch = batch
+
+    def seconds(self) -> float:
+        """The reserve: a step, a validation and a checkpoint."""
+        if self.step_s is None:
+            return 0.0
+        val = self.val_s
+        if val is None:
+            val = self.step_s * math.ceil(self.val_images / self.batch) * VAL_STEP_FRACTION
+        return self.step_s + val + self.save_s
 
 
 def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSink | NullSink,
@@ -80,6 +122,7 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
     opts, model = unit.opts, unit.model
     writer = dp is None or dp.writer
     skipped, grad_norm, last_checkpoint = 0, float("nan"), time.perf_counter()
+    tail = Tail(len(unit.val_images) if writer else 0)  # only the writer validates; the ranks agree on stopping
     while True:  # a stop signal (SIGINT, SIGTERM) ends the loop after a whole step, as the step count does
         done, progress = float(stop(unit.step) or requested() is not None), stop.progress(unit.step)
         if dp is not None:
@@ -116,6 +159,8 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
         if opts.compile and unit.compile_s is None:  # the first step compiles the forward and backward graphs
             unit.compile_s = time.perf_counter() - step_start
             log.info("%s: training step compiled in %.1f s", unit.desc, unit.compile_s)
+        else:
+            tail.stepped(time.perf_counter() - step_start, x.shape[0])
         skipped = 0
         unit.step += 1
         if unit.average is not None:
@@ -126,14 +171,21 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
         due = unit.step % opts.checkpoint_every == 0 or (writer and now - last_checkpoint > opts.checkpoint_seconds)
         if dp is not None:
             due = bool(dp.agree(float(due))[0])
+        stop.reserve = tail.seconds()
         if writer:
-            val = unit.validate() if unit.step % opts.eval_every == 0 or stop(unit.step) else None
+            val = None
+            if unit.step % opts.eval_every == 0 or stop(unit.step):
+                val_start = time.perf_counter()
+                val = unit.validate()
+                tail.val_s = time.perf_counter() - val_start
             if val is not None or unit.step % opts.log_every == 0:
                 unit.train_bpd = sink.log(unit.step, elapsed, lr, grad_norm, nfe, val, stop.left(now))
         if due:
             if writer:
+                save_start = time.perf_counter()
                 if not unit.save(elapsed):
                     unit.restore()
+                tail.save_s = time.perf_counter() - save_start
             elif not unit.finite():  # the writer found the same parameters non-finite and restores them
                 unit.restore()
             last_checkpoint = now

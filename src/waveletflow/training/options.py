@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 import torch
@@ -137,6 +138,17 @@ class TrainOptions(Config):
         batch = self.batch_size if self.batch_size is not None else AUTO_BATCH["cuda" if device.startswith("cuda") else "cpu"]
         precision = resolve_precision(self.precision, device)
         return replace(self, device=device, batch_size=batch, precision=precision)
+
+    def after(self, started: float) -> TrainOptions:
+        """These options with the time budget less the seconds since ``started`` (on ``time.monotonic``'s clock):
+        what is left of a command's budget after its start-up (loading the data, building the model).
+
+        >>> TrainOptions(time_budget=60.0).after(time.monotonic() - 20.0).time_budget < 40.01
+        True
+        """
+        if self.time_budget is None:
+            return self
+        return replace(self, time_budget=max(1e-3, self.time_budget - (time.monotonic() - started)))
 
     def network_dtype(self, pixels: int | None = None) -> torch.dtype | None:
         """The autocast dtype of the networks in training steps (None: float32), for a level whose images have

@@ -82,6 +82,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
     run and holds its lock, one rank per level writes its files, and the run folder is the one a single process
     would have written (:mod:`waveletflow.training.torchrun`).
     """
+    started = time.monotonic()  # a time budget counts from here: the start-up is part of it
     opts = opts or TrainOptions()
     check_budget(opts.steps, opts.time_budget)
     env = DistEnv.from_env()
@@ -110,7 +111,7 @@ def train(run_dir: str | Path, data_spec: str, model_type: str | None = None, le
                 log.info("training %s of %s: %s", "level " + str(levels[0]) if len(levels) == 1
                          else "levels " + ",".join(map(str, levels)), run, work.describe(opts))
                 run.record_training(work.record(opts))
-            results = _train_levels(run, data_spec, data, model, levels, work, opts, info)
+            results = _train_levels(run, data_spec, data, model, levels, work, opts.after(started), info)
             stopped_by = signals.requested() if lock else None
         except Exception:
             if new and lock:
@@ -244,8 +245,7 @@ def _level_worker(conn, run_dir: str, data_spec: str, data: ImageDataset, level_
     ``started`` (``time.monotonic`` in the parent, before the worker was started); the worker stops gracefully when
     the parent sets ``stop`` (it ignores SIGINT and SIGTERM itself)."""
     signals.follow(stop)
-    if opts.time_budget is not None:
-        opts = replace(opts, time_budget=max(1e-3, opts.time_budget - (time.monotonic() - started)))
+    opts = opts.after(started)
     torch.set_num_threads(threads)
     log.handlers[:] = [QueueHandler(records)]
     log.setLevel(log_level)

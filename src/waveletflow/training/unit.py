@@ -101,6 +101,7 @@ class TrainUnit:
         self.val_bpd: float | None = None  # of the last validation: the unit's, and each level's own
         self.levels_val_bpd: list[float] | None = None
         self.val_step: int | None = None  # the step of the last validation
+        self.saved: tuple[int, int | None] | None = None  # (step, validation step) of the last checkpoint written
         self.crop = None if self.single is None else model.level_crop(self.single)
         c, h, w = model.image_shape
         # dimensions of a training example (a crop of the level's bands for a cropped level)
@@ -312,6 +313,7 @@ class TrainUnit:
         if self.best is not None:
             checkpoint["best"] = self.best
         self.run.save_checkpoint(self.levels, checkpoint)
+        self.saved = (self.step, self.val_step)
         for i, level in enumerate(self.levels):
             with self.kept():
                 save_level_weights(self.model, level, self.run.path)
@@ -333,11 +335,13 @@ class TrainUnit:
         return self.average is None or self.average.finite()
 
     def finish(self, elapsed_s: float) -> UnitResult:
-        """Validate (if the last step was not validated), write the final checkpoint; the unit's summary. Only
-        the writer validates and writes."""
+        """Validate (if the last step was not validated), write the final checkpoint (unless the last step's,
+        validated, was written); the unit's summary. Only the writer validates and writes."""
         if self.writer:
             if self.val_bpd is None or self.val_step != self.step:
                 self.validate()
+            if self.saved == (self.step, self.step):
+                return self.summary(elapsed_s)
             if not self.save(elapsed_s):
                 raise UserInputError(f"{self.desc}: parameters became non-finite; the last good checkpoint was kept")
         return self.summary(elapsed_s)

@@ -1,0 +1,248 @@
+"""Equal tuning: every contender gets the same small grid, each trial a short fresh run scored on validation images
+only, and the best trial of each then runs the full budget with three seeds.
+
+    python -m benchmarks tuning                    # the trials, then the final runs (resumable: rows are kept)
+    python -m benchmarks tuning --report           # the tables, from the result file
+
+The grid, the same for every contender (Wavelet Flow, Glow, Glow with residual coupling): learning rate
+{0.001, 0.002, 0.004} × depth {half, as is, twice} the flow steps of the default model for the budget (each
+level's, for Wavelet Flow), the width re-solved so that the parameters stay those of the default, × batch
+{16, 32}: 18 trials of ``TRIAL_S`` seconds per contender and data set, seed 0. A trial is
+
+    waveletflow train --model M --data D --out RUN --time-budget 75 --config SHAPE.json --lr LR --batch-size B
+    waveletflow evaluate RUN --data D --split val --json     # the training images the run held out
+
+so no trial sees a test image. normflows' Glow is not in this grid: it trains in this process, not by the command
+line, and without the library's recipe (Polyak averaging, the final decay), so it would not get the same tuning. The best trial's learning rate, depth and batch then train the default model of
+the full budget (its capacity as ``--time-budget`` fits it, reshaped at the same parameters), seeds 0, 1, 2,
+tested on MNIST's first 2000 and the CIFAR-10 subset's 1017 test images. Every trial is in the result file
+(``benchmarks/results/tuning.json``): the search is recorded, not only its winner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import rows as rowfile
+from benchmarks.rows import cell
+from benchmarks.machine import machine
+from benchmarks.paths import DATA, REPO, SHARED
+from waveletflow.models import build_model, default_config
+from waveletflow.models.capacity import fit_capacity
+
+RESULTS = REPO / "benchmarks" / "results" / "tuning.json"
+CONTENDERS = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)"}
+LRS = (0.001, 0.002, 0.004)
+DEPTHS = (0.5, 1.0, 2.0)
+BATCHES = (16, 32)
+TRIAL_S = 75
+BUDGET_S = 300
+SEEDS = (0, 1, 2)
+TEST_LIMIT = 2000
+WIDTHS = range(4, 1025, 2)
+#: the images of each data set (C, H, W)
+SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+# ----- the shapes: depth against width at the default's parameters ------------------------------------------
+def base_config(model_type: str, shape: tuple[int, int, int], budget_s: float) -> dict:
+    """The config ``train --time-budget budget_s`` gives a new model of ``model_type`` (its fitted capacity)."""
+    config = default_config(model_type, shape, 8)
+    choice = fit_capacity(model_type, shape, budget_s, "cpu")
+    if choice is not None:
+        config = default_config(model_type, shape, 8, choice.apply(config))
+    return config.to_dict()
+
+
+def _params(model_type: str, config: dict, level: int | None = None) -> int:
+    model = build_model(model_type, config, device="meta")
+    return model.num_parameters(level)
+
+
+def _closest_width(model_type: str, config: dict, target: int, set_width, level: int | None) -> dict:
+    best = None
+    for width in WIDTHS:
+        trial = set_width(json.loads(json.dumps(config)), width)
+        p = _params(model_type, trial, level)
+        if best is None or abs(p - target) < abs(best[1] - target):
+            best = (trial, p)
+        if p > target:
+            break
+    return best[0]
+
+
+def reshaped(model_type: str, config: dict, depth: float) -> dict:
+    """``config`` with ``depth`` × its flow steps (at least one) and the width that keeps its parameters closest
+    to the original's: per level for Wavelet Flow, the coupling networks' width for a Glow."""
+    if depth == 1.0:
+        return config
+    config = json.loads(json.dumps(config))
+    if model_type == "waveletflow":
+        for i in range(len(config["levels"])):
+            target = _params(model_type, config, i)
+            config["levels"][i]["n_steps"] = max(1, round(config["levels"][i]["n_steps"] * depth))
+
+            def set_width(c, w, i=i):
+                c["levels"][i]["width"] = w
+                return c
+
+            config = _closest_width(model_type, config, target, set_width, i)
+        return config
+    target = _params(model_type, config)
+    config["n_steps"] = max(1, round(config["n_steps"] * depth))
+
+    def set_glow_width(c, w):
+        c["width"] = w
+        return c
+
+    return _closest_width(model_type, config, target, set_glow_width, None)
+
+
+# ----- the runs --------------------------------------------------------------------------------------------
+def trials() -> list[tuple[float, float, int]]:
+    """(learning rate, depth, batch) of every trial: the same grid for every contender."""
+    return list(itertools.product(LRS, DEPTHS, BATCHES))
+
+
+def trial_key(dataset: str, model: str, lr: float, depth: float, batch: int) -> str:
+    return f"trial/{dataset}/{model}/lr{lr:g}/depth{depth:g}/batch{batch}"
+
+
+def final_key(dataset: str, model: str, seed: int) -> str:
+    return f"final/{dataset}/{model}/seed{seed}"
+
+
+def best_trial(rows: list[dict], dataset: str, model: str) -> dict | None:
+    """The trial of ``model`` on ``dataset`` with the lowest validation bits/dim (None before every trial ran)."""
+    mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (dataset, model)]
+    if len(mine) < len(trials()):
+        return None
+    return min(mine, key=lambda r: r["val_bpd"])
+
+
+def _env() -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(cmd: list[str]) -> str:
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: int, budget: int, seed: int,
+                    run: Path, split: str) -> dict:
+    """Train one fresh run by the command line and evaluate it on ``split`` (``val`` or ``test``)."""
+    shutil.rmtree(run, ignore_errors=True)  # a run killed before its row was written starts again
+    run.parent.mkdir(parents=True, exist_ok=True)
+    cfg = run.with_name(run.name + ".config.json")
+    cfg.write_text(json.dumps({k: v for k, v in config.items() if k != "display_max"}))
+    data = str(SHARED / DATA[dataset])
+    train = ["waveletflow", "train", "--model", model, "--data", data, "--out", str(run), "--time-budget",
+             str(budget), "--seed", str(seed), "--config", str(cfg), "--lr", f"{lr:g}", "--batch-size", str(batch),
+             "--quiet", "--no-curves"]
+    evaluate = ["waveletflow", "evaluate", str(run), "--data", data, "--split", split, "--json"]
+    if split == "test":
+        evaluate += ["--limit", str(TEST_LIMIT)]
+    print("[tuning]", " ".join(train), flush=True)
+    t0 = time.perf_counter()
+    _run(train)
+    wall = time.perf_counter() - t0
+    res = json.loads(_run(evaluate))
+    shown = [{str(run): "RUN", str(cfg): "SHAPE.json"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
+    return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], "wall_s": round(wall, 1),
+            "params": _params(model, config), "command": " ".join(shown)}
+
+
+def run_all(datasets: list[str], models: list[str], work: Path) -> None:
+    """Every trial, then every final run, skipping the rows the result file holds."""
+    for dataset in datasets:
+        shape = SHAPES[dataset]
+        for model in models:
+            base = base_config(model, shape, TRIAL_S)
+            for lr, depth, batch in trials():
+                k = trial_key(dataset, model, lr, depth, batch)
+                if k in {r["key"] for r in rowfile.load(RESULTS)["rows"]}:
+                    continue
+                got = train_and_score(dataset, model, reshaped(model, base, depth), lr, batch, TRIAL_S, 0,
+                                      work / k.replace("/", "_"), "val")
+                row = {"key": k, "kind": "trial", "dataset": dataset, "model": model, "lr": lr, "depth": depth,
+                       "batch": batch, "budget_s": TRIAL_S, "seed": 0, "val_bpd": got.pop("bpd"), **got}
+                rowfile.add(RESULTS, row, machine())
+                print(f"[tuning] {k}: validation {row['val_bpd']:.4f} bits/dim", flush=True)
+    for dataset in datasets:
+        shape = SHAPES[dataset]
+        for model in models:
+            best = best_trial(rowfile.load(RESULTS)["rows"], dataset, model)
+            config = reshaped(model, base_config(model, shape, BUDGET_S), best["depth"])
+            for seed in SEEDS:
+                k = final_key(dataset, model, seed)
+                if k in {r["key"] for r in rowfile.load(RESULTS)["rows"]}:
+                    continue
+                got = train_and_score(dataset, model, config, best["lr"], best["batch"], BUDGET_S, seed,
+                                      work / k.replace("/", "_"), "test")
+                row = {"key": k, "kind": "final", "dataset": dataset, "model": model, "budget_s": BUDGET_S,
+                       "seed": seed, "tuning": {"lr": best["lr"], "depth": best["depth"], "batch": best["batch"],
+                                                "val_bpd": best["val_bpd"], "trial": best["key"]},
+                       "bits_per_dim": got.pop("bpd"), "cpu": machine(), **got}
+                rowfile.add(RESULTS, row, machine())
+                print(f"[tuning] {k}: test {row['bits_per_dim']:.4f} bits/dim", flush=True)
+
+
+# ----- the report ------------------------------------------------------------------------------------------
+def markdown(result: dict) -> str:
+    rows = result.get("rows", [])
+    if not rows:
+        return ("Not measured yet: `python -m benchmarks tuning` runs the grid for every contender (about 4½ hours on "
+                "two CPU cores), and these tables are then generated from `benchmarks/results/tuning.json`.\n")
+    lines = [f"Machine: {result.get('machine', '?')}  ",
+             f"Command: `python -m benchmarks tuning`: {len(trials())} trials of {TRIAL_S} s per contender "
+             f"(learning rate × depth at the same parameters × batch), scored on the validation images; the best "
+             f"trial's settings then train for {BUDGET_S} s, seeds {', '.join(map(str, SEEDS))}, tested on the test "
+             "images (mean, lowest–highest).", "",
+             "| data | model | trials run | best trial: lr, depth, batch | its validation bits/dim | "
+             "validation bits/dim of the trials (best–worst) | test bits/dim, tuned |", "| --- " * 7 + "|"]
+    for d in [d for d in DATA if any(r["dataset"] == d for r in rows)]:
+        for m, name in CONTENDERS.items():
+            mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (d, m)]
+            if not mine:
+                continue
+            best = min(mine, key=lambda r: r["val_bpd"])
+            worst = max(r["val_bpd"] for r in mine)
+            finals = [r["bits_per_dim"] for r in sorted(rows, key=lambda r: r.get("seed", 0))
+                      if r["kind"] == "final" and (r["dataset"], r["model"]) == (d, m)]
+            lines.append(f"| {d} | {name} | {len(mine)} of {len(trials())} | {best['lr']:g}, ×{best['depth']:g}, "
+                         f"{best['batch']} | {best['val_bpd']:.3f} | {best['val_bpd']:.3f}–{worst:.3f} | "
+                         f"{cell(finals)} |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"tuning": markdown}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks tuning", description=__doc__.splitlines()[0])
+    p.add_argument("--report", action="store_true", help="only print the tables of the result file")
+    p.add_argument("--datasets", default=",".join(DATA))
+    p.add_argument("--models", default=",".join(CONTENDERS))
+    p.add_argument("--work", default="runs/tuning")
+    a = p.parse_args(argv)
+    if not a.report:
+        run_all(a.datasets.split(","), a.models.split(","), Path(a.work))
+    print(markdown(rowfile.load(RESULTS)), end="")  # python -m benchmarks report writes it into the pages
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
