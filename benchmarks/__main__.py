@@ -24,6 +24,7 @@ SECTIONS = {
     "tuning": ("tuning", "equal tuning: the same grid for every contender, scored on validation images, 3 seeds"),
     "memory": ("memory", "peak memory of a training step: the wavelet split, patches, checkpointed Glow"),
     "beyond": ("beyond", "the reviewers' questions: wavelets, context, noisy training and denoising"),
+    "projection": ("projection", "on paper: Wavelet Flow on k level workers against Glow on k data-parallel ranks"),
     "compare": ("run", "the first comparison: time to quality, throughput, memory and sampling in one file"),
     "scaling": ("scaling", "level workers on one machine: images/s against the workers"),
     "mcmc": ("mcmc", "the NUTS sampler against Pyro's on a trained run"),

@@ -7,10 +7,10 @@ at equal wall-clock, each variant one flag away from the default command.
 
 Variants, one factor at a time from the default: the wavelet (``--wavelet cdf53``, ``cdf97``), the detail levels'
 context (``--context none``, ``dilated``, ``attention``), noisy training (``--noise-std 0.05``, ``0.1``; their
-samples scored as drawn and after ``--denoise``), and the strongest Glow of the defaults benchmark
-(``--model glow-residual``) at the same budget. Seeds 0, 1, 2; FD and KID in the feature classifier's space at
-temperature 1: KID is the primary figure, and FD∞ (FD extrapolated to infinitely many samples) is shown beside FD,
-whose bias depends on the number of samples.
+samples scored as drawn and after ``--denoise``), and both Glows of the defaults benchmark at the same budget:
+the strongest, with residual coupling (``--model glow-residual``), and Glow as published (``--model glow``).
+Seeds 0, 1, 2; FD and KID in the feature classifier's space at temperature 1: KID is the primary figure, and FD∞
+(FD extrapolated to infinitely many samples) is shown beside FD, whose bias depends on the number of samples.
 
     python -m benchmarks.beyond                    # every run (resumable: rows in the result file are kept)
     python -m benchmarks.beyond --report           # the tables, from the result file
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "noise-0.05": (["--noise-std", "0.05"], "noise"),
     "noise-0.1": (["--noise-std", "0.1"], "noise"),
     "glow-residual": (["--model", "glow-residual"], "the strongest Glow"),
+    "glow": (["--model", "glow"], "Glow as published"),
 }
 
 
@@ -174,12 +176,261 @@ def markdown(result: dict) -> str:
             lines.append(f"| {d} | {v} | `{' '.join(flags) or '(none)'}` | {bpd} | {cell(score('quality', 'kid'), 4)} "
                          f"| {cell(score('quality', 'fd_inf'), 2)} | {cell(score('quality', 'fd'), 2)} | "
                          f"{' | '.join(den)} |")
+    present = [d for d in DATA if any(r["dataset"] == d for r in rows)]
+    lines += ["", *(f"- {verdict(rows, d)}" for d in present), "", *(a for d in present for a in answers(rows, d))]
     if len(seeds) < len(SEEDS):
         lines += ["", f"(Partial: {len(seeds)} of {len(SEEDS)} seeds so far; `python -m benchmarks.beyond` continues.)"]
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"beyond": markdown}
+GLOW_VARIANTS = ("glow-residual", "glow")
+#: the reviewers' questions → the variants that answer each (the default stands for the data set's own context)
+QUESTIONS = {"the wavelet": ("default", "cdf53", "cdf97"),
+             "the detail levels' context": ("context-none", "context-dilated", "context-attention"),
+             "noisy training (KID after --denoise)": ("default", "noise-0.05", "noise-0.1")}
+
+
+def answers(rows: list[dict], dataset: str) -> list[str]:
+    """One generated line per question: each variant's mean KID (a noisy one's after denoising) and bits/dim, the
+    lowest of each, and in how many seeds the lowest KID was lowest."""
+    out = []
+    for question, variants in QUESTIONS.items():
+        kids: dict[str, dict[int, float]] = {}
+        bpd: dict[str, float] = {}
+        for v in variants:
+            source = "default" if same_as_default(dataset, v) else v
+            k = kid_by_seed(rows, dataset, source)
+            if k:
+                kids[v] = k
+                if not v.startswith("noise"):
+                    bpd[v] = statistics.mean(values(rows, dataset, source, lambda r: r["test_bpd"]))
+        if len(kids) < 2:
+            continue
+        mean = {v: statistics.mean(k.values()) for v, k in kids.items()}
+        best = min(mean, key=mean.get)
+        seeds = set.intersection(*(set(k) for k in kids.values()))
+        wins = sum(all(kids[best][s] <= kids[v][s] for v in kids) for s in seeds)
+        line = (f"- {dataset}, {question}: KID " + ", ".join(f"{v} {m:.4f}" for v, m in mean.items())
+                + f"; lowest {best} (lowest in {wins} of {len(seeds)} seeds)")
+        if len(bpd) > 1:
+            line += f"; bits/dim lowest {min(bpd, key=bpd.get)} ({min(bpd.values()):.3f})"
+        if question.startswith("noisy"):
+            drawn = {v: {r["seed"]: r["scores"]["quality"]["kid"] for r in rows
+                         if (r["dataset"], r["variant"]) == (dataset, v)} for v in variants[1:]}
+            pairs = [(drawn[v][s], kids[v][s]) for v in kids if v in drawn for s in kids[v] if s in drawn[v]]
+            if pairs:
+                line += f"; denoising lowered KID in {sum(b < a for a, b in pairs)} of {len(pairs)} runs"
+        out.append(line + ".")
+    return out
+
+
+def kid_by_seed(rows: list[dict], dataset: str, variant: str) -> dict[int, float]:
+    """KID of each seed's samples: a noisy variant's after ``--denoise`` (how its samples are meant to be drawn)."""
+    name = "quality_denoised" if variant.startswith("noise") else "quality"
+    return {r["seed"]: r["scores"][name]["kid"] for r in rows
+            if (r["dataset"], r["variant"]) == (dataset, variant) and name in r["scores"]}
+
+
+def verdict(rows: list[dict], dataset: str) -> str:
+    """One generated sentence: the default's test bits/dim against both Glows', and which Wavelet Flow variants'
+    samples score better (KID) than the strongest Glow's at the same budget, seed by seed, said as plainly when none
+    does."""
+    glows = {v: kid_by_seed(rows, dataset, v) for v in GLOW_VARIANTS}
+    glows = {v: k for v, k in glows.items() if k}
+    if not glows:
+        return f"{dataset}: no Glow scored yet."
+    strongest = min(glows, key=lambda v: statistics.mean(glows[v].values()))
+    ref = glows[strongest]
+    ahead, behind = [], []
+    for v in VARIANTS:
+        if v in GLOW_VARIANTS:
+            continue
+        mine = kid_by_seed(rows, dataset, v)
+        paired = [s for s in mine if s in ref]
+        if not paired:
+            continue
+        wins = sum(mine[s] < ref[s] for s in paired)
+        text = f"{v} {statistics.mean(mine[s] for s in paired):.4f} ({wins} of {len(paired)} seeds)"
+        (ahead if statistics.mean(mine[s] for s in paired) < statistics.mean(ref[s] for s in paired) else
+         behind).append(text)
+    head = f"Plainly, {dataset}: "
+    bpd = {v: {r["seed"]: r["test_bpd"] for r in rows if (r["dataset"], r["variant"]) == (dataset, v)}
+           for v in ("default", *GLOW_VARIANTS)}
+    seeds = sorted(set.intersection(*(set(b) for b in bpd.values())))
+    if seeds:
+        below = sum(bpd["default"][s] < min(bpd[v][s] for v in GLOW_VARIANTS) for s in seeds)
+        head += (f"test bits/dim at the same budget, the default {cell([bpd['default'][s] for s in seeds])}, "
+                 + ", ".join(f"{v} {cell([bpd[v][s] for s in seeds])}" for v in GLOW_VARIANTS)
+                 + f" (the default below both Glows in {below} of {len(seeds)} seeds). ")
+    head += f"The strongest Glow by KID is {strongest} ({statistics.mean(ref.values()):.4f}). "
+    if not ahead:
+        return head + "No Wavelet Flow variant's samples score better at the same budget" + (
+            f" (behind: {'; '.join(behind)})." if behind else ".")
+    return (head + f"Better by KID (lower; seeds in which lower): {'; '.join(ahead)}. "
+            + (f"Behind: {'; '.join(behind)}." if behind else "Every variant is ahead."))
+
+
+def grids_markdown(result: dict) -> str:
+    """The seed-0 sample grids of every variant in the result file, one row per variant, one column per data set
+    (a noisy variant's denoised grid)."""
+    rows = [r for r in result.get("rows", []) if r["seed"] == 0]
+    present = [d for d in DATA if any(r["dataset"] == d for r in rows)]
+    if not present:
+        return "Not measured yet: `python -m benchmarks beyond` writes the grids of seed 0.\n"
+    names = {"mnist": "MNIST", "cifar10": "CIFAR-10 subset"}
+    lines = ["| variant | " + " | ".join(names.get(d, d) for d in present) + " |",
+             "| --- | " + " | ".join("---" for _ in present) + " |"]
+    for v, (flags, _) in VARIANTS.items():
+        cells = []
+        for d in present:
+            if same_as_default(d, v):
+                cells.append("the default's")
+            elif any((r["dataset"], r["variant"]) == (d, v) for r in rows):
+                stem = f"{d}-{v}" + ("-denoised" if v.startswith("noise") else "")
+                cells.append(f"![{d} {v}](beyond/{stem}.png)")
+            else:
+                cells.append("–")
+        if any(c.startswith("!") for c in cells):
+            lines.append(f"| {v} (`{' '.join(flags) or 'no flags'}`) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"beyond": markdown, "beyond-grids": grids_markdown}
+
+
+# ----- the photographs at 256 px: the blocks and patches --------------------------------------------------------
+#: photographs resized to 256 px; one seed of a longer budget (grids to look at, test bits/dim, the blocks measured)
+PHOTOS = {"data": "photos/photos512", "size": 256, "budget": 900, "seed": 0, "samples": 16}
+PHOTO_RESULTS = REPO / "benchmarks" / "results" / "beyond_photos.json"
+#: variant → the question: patches (the preset's crops) against whole images for the top level, and the wavelet
+PHOTO_VARIANTS = {"haar-patches": "the default: Haar, the largest levels on the preset's crops",
+                  "haar-whole-top": "Haar, the top level on whole images (do patches cause the blur?)",
+                  "best-wavelet-patches": "the best lifted wavelet on MNIST and the CIFAR-10 subset (by KID), on "
+                                          "the preset's crops"}
+
+
+def best_wavelet(rows: list[dict]) -> str:
+    """The lifted wavelet whose samples scored the lower mean KID over the small data sets' rows (``cdf97`` before
+    any were measured)."""
+    kids = {w: [r["scores"]["quality"]["kid"] for r in rows if r["variant"] == w and "quality" in r["scores"]]
+            for w in ("cdf53", "cdf97")}
+    scored = {w: statistics.mean(k) for w, k in kids.items() if k}
+    return min(scored, key=scored.get) if scored else "cdf97"
+
+
+def whole_top_config(size: int) -> dict:
+    """The preset of ``size`` px with its top level on whole images (its crop removed)."""
+    from waveletflow.models.presets import PRESETS as WF_PRESETS
+
+    preset = json.loads(json.dumps(WF_PRESETS[f"{size}x{size}"]))
+    preset["levels"][-1].pop("crop", None)
+    return preset
+
+
+def photo_commands(variant: str, run: Path, wavelet: str) -> dict[str, list[str]]:
+    data, size, seed = str(SHARED / PHOTOS["data"]), str(PHOTOS["size"]), str(PHOTOS["seed"])
+    flags = {"haar-patches": [], "haar-whole-top": ["--config", str(run.parent / "whole-top.json")],
+             "best-wavelet-patches": ["--wavelet", wavelet]}[variant]
+    return {"train": ["waveletflow", "train", "--data", data, "--image-size", size, "--out", str(run),
+                      "--time-budget", str(PHOTOS["budget"]), "--seed", seed, *flags],
+            "evaluate": ["waveletflow", "evaluate", str(run), "--data", data, "--image-size", size, "--json"],
+            "sample": ["waveletflow", "sample", str(run), "--n", str(PHOTOS["samples"]), "--seed", seed,
+                       "--out", str(GRIDS / f"photos256-{variant}.png"), "--npz", str(run / "samples.npz")]}
+
+
+def blockiness(images, block: int) -> float:
+    """How much larger the steps between pixels are across the edges of a ``block``-pixel grid than elsewhere (mean
+    absolute difference of neighbours, across grid edges over inside blocks): about 1 for photographs, above 1 where
+    an upsampled coarse image shows its blocks.
+
+    >>> import numpy as np
+    >>> flat = np.kron(np.arange(16.0).reshape(1, 4, 4, 1), np.ones((1, 8, 8, 1)))  # 8-px blocks
+    >>> round(blockiness(flat + np.random.default_rng(0).normal(0, 1, flat.shape), 8), 1) > 2
+    True
+    """
+    import numpy as np
+
+    x = np.asarray(images, dtype=np.float64)
+    dx, dy = np.abs(np.diff(x, axis=2)), np.abs(np.diff(x, axis=1))
+    edge = (np.arange(dx.shape[2]) + 1) % block == 0
+    across = np.concatenate([dx[:, :, edge].ravel(), dy[:, edge].ravel()]).mean()
+    inside = np.concatenate([dx[:, :, ~edge].ravel(), dy[:, ~edge].ravel()]).mean()
+    return float(across / inside)
+
+
+def run_photo(variant: str, wavelet: str, work: Path) -> dict:
+    import numpy as np
+
+    run = work / f"photos256_{variant}_seed{PHOTOS['seed']}"
+    shutil.rmtree(run, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "whole-top.json").write_text(json.dumps(whole_top_config(PHOTOS["size"])))
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    cmds = photo_commands(variant, run, wavelet)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    print("[beyond photos]", " ".join(cmds["train"]), flush=True)
+    t0 = time.perf_counter()
+    _run(cmds["train"], env)
+    wall = time.perf_counter() - t0
+    res = json.loads(_run(cmds["evaluate"], env))
+    _run(cmds["sample"], env)
+    x = np.load(run / "samples.npz")["x"]
+    shown = [{str(run): "RUN", str(work / "whole-top.json"): "whole-top.json"}.get(c, c).replace(str(SHARED), "DATA")
+             for c in cmds["train"]]
+    return {"key": f"photos256/{variant}/seed{PHOTOS['seed']}", "variant": variant, "seed": PHOTOS["seed"],
+            "wavelet": wavelet if variant.startswith("best") else "haar", "budget_s": PHOTOS["budget"],
+            "test_bpd": round(res["bits_per_dim"], 5), "levels_bpd": [round(lv["bits_per_dim"], 5) for lv in res["levels"]],
+            "wall_s": round(wall, 1),
+            "blockiness": {str(b): round(blockiness(x, b), 4) for b in (4, 8, 16, 32)}, "command": " ".join(shown)}
+
+
+def reference_blockiness() -> dict[str, float]:
+    """The blockiness of the test photographs themselves at 256 px, the figure a sample should reach."""
+    from waveletflow.data import load_dataset
+
+    x = load_dataset(str(SHARED / PHOTOS["data"]), image_size=PHOTOS["size"]).x_test
+    return {str(b): round(blockiness(x, b), 4) for b in (4, 8, 16, 32)}
+
+
+def run_photos(work: Path) -> None:
+    wavelet = best_wavelet(rowfile.load(RESULTS)["rows"])
+    result = rowfile.load(PHOTO_RESULTS)
+    done = {r["key"] for r in result["rows"]}
+    if "reference_blockiness" not in result:
+        result["reference_blockiness"] = reference_blockiness()
+        result.setdefault("machine", machine())
+        PHOTO_RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    for variant in PHOTO_VARIANTS:
+        if f"photos256/{variant}/seed{PHOTOS['seed']}" in done:
+            continue
+        row = run_photo(variant, wavelet, work)
+        rowfile.add(PHOTO_RESULTS, row, machine())
+        print(f"[beyond photos] {row['key']}: {row['test_bpd']:.4f} bits/dim, blockiness {row['blockiness']}",
+              flush=True)
+
+
+def photos_markdown(result: dict) -> str:
+    rows = {r["variant"]: r for r in result.get("rows", [])}
+    if not rows:
+        return ("Not measured yet: `python -m benchmarks beyond --photos` trains the three runs (about 50 minutes on "
+                "two CPU cores) and writes `benchmarks/results/beyond_photos.json` and the grids.\n")
+    ref = result.get("reference_blockiness", {})
+    lines = [f"Machine: {result.get('machine', '?')}  ",
+             f"Command: `python -m benchmarks beyond --photos` (the photographs of `photos512` at "
+             f"{PHOTOS['size']} px, {PHOTOS['budget']} s per run, seed {PHOTOS['seed']}; one seed: the grids are to "
+             "look at, the figures are not a ranking). Blockiness: neighbouring pixels' steps across the edges of an "
+             "8 / 16 px grid over those inside it, on the samples (the test photographs: "
+             f"{ref.get('8', float('nan')):.2f} / {ref.get('16', float('nan')):.2f}); above the photographs' figure, "
+             "blocks show.", "",
+             "| variant | wavelet | test bits/dim | blockiness 8 px | blockiness 16 px | grid |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for v, what in PHOTO_VARIANTS.items():
+        if v in rows:
+            r = rows[v]
+            lines.append(f"| {v}: {what} | {r['wavelet']} | {r['test_bpd']:.3f} | {r['blockiness']['8']:.2f} | "
+                         f"{r['blockiness']['16']:.2f} | `docs/results/beyond/photos256-{v}.png` |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--work", default="runs/beyond")
+    p.add_argument("--photos", action="store_true",
+                   help="the photographs at 256 px instead: Haar on patches, Haar with the top level on whole images, "
+                        "the best lifted wavelet (writes beyond_photos.json)")
     a = p.parse_args(argv)
+    if a.photos:
+        if not a.report:
+            run_photos(Path(a.work))
+        print(photos_markdown(rowfile.load(PHOTO_RESULTS)), end="")
+        return 0
     if not a.report:
         unknown = sorted(set(a.variants.split(",")) - set(VARIANTS))
         if unknown:

@@ -4,8 +4,10 @@
     python -m benchmarks report --check    # exit 1, naming each page and block whose figures differ from their file
 
 A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``;
-``throughput``, ``capacity``, ``beyond``, ``memory``, ``tuning``: theirs); a result file that does not exist yet
-gives an empty one, which each report says plainly.
+``throughput``, ``capacity``, ``beyond``, ``memory``, ``tuning``, ``projection``: theirs; ``mcmc-pyro`` and
+``mcmc-rows``: ``mcmc_vs_pyro.json`` and ``mcmc_rows.json``); a source that is a folder (``sample-quality``:
+``results/quality/``) gives every JSON file in it, by stem; a result file that does not exist yet gives an empty
+one, which each report says plainly.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import beyond, capacity, defaults, memory, throughput, tuning
+from benchmarks import beyond, capacity, defaults, memory, projection, sampling_tables, throughput, tuning
 from benchmarks.readme import block, markers, write_block
 from benchmarks.paths import REPO
 
@@ -23,15 +25,26 @@ SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
     **{name: (defaults.RESULTS, make) for name, make in defaults.BLOCKS.items()},
     "throughput": (throughput.RESULTS, throughput.markdown),
     "capacity": (capacity.RESULTS, capacity.markdown),
-    **{name: (beyond.RESULTS, make) for name, make in beyond.BLOCKS.items()},
+    "beyond": (beyond.RESULTS, beyond.markdown),
+    "beyond-grids": (beyond.RESULTS, beyond.grids_markdown),
+    "beyond-photos": (beyond.PHOTO_RESULTS, beyond.photos_markdown),
     **{name: (memory.RESULTS, make) for name, make in memory.BLOCKS.items()},
     **{name: (tuning.RESULTS, make) for name, make in tuning.BLOCKS.items()},
+    **{name: (projection.RESULTS, make) for name, make in projection.BLOCKS.items()},
+    **{name: (sampling_tables.RESULTS[name], make) for name, make in sampling_tables.BLOCKS.items()},
 }
 
 
 def pages(root: Path = REPO) -> list[Path]:
     """The README and every documentation page."""
     return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def load(path: Path) -> dict:
+    """A result file's content; a folder's: every JSON file in it, by stem; ``{"rows": []}`` where neither exists."""
+    if path.is_dir():
+        return {p.stem: json.loads(p.read_text()) for p in sorted(path.glob("*.json"))}
+    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
 
 
 def tables(root: Path = REPO) -> list[tuple[Path, str, str]]:
@@ -41,8 +54,7 @@ def tables(root: Path = REPO) -> list[tuple[Path, str, str]]:
         text = page.read_text()
         for name, (path, make) in SOURCES.items():
             if markers(name)[0] in text:
-                result = json.loads(path.read_text()) if path.is_file() else {"rows": []}
-                out.append((page, name, make(result)))
+                out.append((page, name, make(load(path))))
     return out
 
 

@@ -209,23 +209,23 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
 
 
 @pytest.mark.parametrize("name", ["defaults", "defaults-summary", "throughput", "capacity", "beyond", "memory",
-                                  "tuning"])
+                                  "tuning", "projection"])
 def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(name):
     """Every table between a page's markers (README and docs) is what its result file gives, never a hand copy."""
     from pathlib import Path
 
-    from benchmarks import beyond, capacity, defaults, memory, throughput, tuning
+    from benchmarks import beyond, capacity, defaults, memory, projection, throughput, tuning
     from benchmarks.readme import block, markers
 
     repo = Path(__file__).parents[1]
     module = {"defaults": defaults, "throughput": throughput, "capacity": capacity, "beyond": beyond,
-              "memory": memory, "tuning": tuning}[name.split("-")[0]]
+              "memory": memory, "tuning": tuning, "projection": projection}[name.split("-")[0]]
     make = defaults.BLOCKS[name] if name.startswith("defaults") else module.markdown
     pages = [p for p in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
              if markers(name)[0] in p.read_text()]
     assert pages, f"no page holds the {name} table"
     path = repo / "benchmarks" / "results" / f"{name.split('-')[0]}.json"
-    if not path.is_file() and name not in ("beyond", "memory", "tuning"):
+    if not path.is_file() and name not in ("beyond", "memory", "tuning", "projection"):
         pytest.skip(f"{path.name} not measured yet")
     table = make(json.loads(path.read_text()) if path.is_file() else {"rows": []})  # these say they are not yet
     for page in pages:
@@ -270,6 +270,77 @@ def test_beyond_plans_one_factor_at_a_time_resumes_and_reports(tmp_path, monkeyp
     assert "| mnist | noise-0.05 | `--noise-std 0.05` | 1.050 (1.000–1.100) (noisy) |" in table
     assert "| 0.0050 (0.0050–0.0050) | 8.00 (8.00–8.00) |" in table and "(Partial: 2 of 3 seeds so far" in table
     assert "Not measured yet" in beyond.markdown({"rows": []})
+
+
+def test_beyond_says_plainly_which_variants_score_better_than_the_strongest_glow():
+    """The generated verdict pairs seeds, picks the Glow with the lower KID, uses a noisy variant's denoised
+    samples, and says so when no variant is ahead."""
+    from benchmarks import beyond
+
+    def row(v, s, kid, den=None):
+        scores = {"quality": {"fd": 1.0, "fd_inf": 1.0, "kid": kid}}
+        if den is not None:
+            scores["quality_denoised"] = {"fd": 1.0, "fd_inf": 1.0, "kid": den}
+        return {"key": beyond.key("mnist", v, s), "dataset": "mnist", "variant": v, "seed": s, "test_bpd": 1.0,
+                "scores": scores}
+
+    rows = [row("glow", 0, 0.05), row("glow", 1, 0.05), row("glow-residual", 0, 0.02), row("glow-residual", 1, 0.03),
+            row("default", 0, 0.01), row("default", 1, 0.04), row("cdf97", 0, 0.06), row("cdf97", 1, 0.07),
+            row("noise-0.1", 0, 0.09, den=0.001), row("noise-0.1", 1, 0.09, den=0.002)]
+    text = beyond.verdict(rows, "mnist")
+    assert "strongest Glow by KID is glow-residual (0.0250)" in text
+    assert "(the default below both Glows in 0 of 2 seeds)" in text  # equal bits/dim are not below
+    lower = [dict(r, test_bpd=0.5) if (r["variant"], r["seed"]) == ("default", 0) else r for r in rows]
+    assert "in 1 of 2 seeds" in beyond.verdict(lower, "mnist")
+    assert "default 0.0250 (1 of 2 seeds)" in text.split("Behind")[1]  # a tie on the mean is not ahead
+    assert "noise-0.1 0.0015 (2 of 2 seeds)" in text.split("Behind")[0]
+    assert "cdf97 0.0650 (0 of 2 seeds)" in text.split("Behind")[1]
+    worse = [r for r in rows if r["variant"] in ("glow", "glow-residual", "cdf97")]
+    assert "No Wavelet Flow variant's samples score better" in beyond.verdict(worse, "mnist")
+    assert "no Glow scored yet" in beyond.verdict(rows[4:], "mnist")
+    lines = beyond.answers(rows, "mnist")
+    assert len(lines) == 2  # mnist's context question has only its default here
+    assert lines[0].startswith("- mnist, the wavelet: KID default 0.0250, cdf97 0.0650; lowest default (lowest in 2 "
+                               "of 2 seeds); bits/dim lowest default (1.000)")
+    assert "KID default 0.0250, noise-0.1 0.0015; lowest noise-0.1 (lowest in 2 of 2 seeds)" in lines[1]
+    assert lines[1].endswith("denoising lowered KID in 2 of 2 runs.")
+    grids = beyond.grids_markdown({"rows": rows})
+    assert "| default (`no flags`) | ![mnist default](beyond/mnist-default.png) |" in grids
+    assert "![mnist noise-0.1](beyond/mnist-noise-0.1-denoised.png)" in grids and "context-none" not in grids
+    assert "seed 0" in beyond.grids_markdown({"rows": [dict(r, seed=1) for r in rows]})
+
+
+def test_beyond_photos_variants_blocks_and_table(tmp_path):
+    """The 256 px part: the whole-image variant differs from the preset only in the top level's crop, the
+    wavelet is the small data sets' best by KID, and blockiness tells an upsampled coarse image from noise."""
+    import numpy as np
+
+    from benchmarks import beyond
+    from waveletflow.models import waveletflow_config
+    from waveletflow.models.presets import PRESETS
+
+    whole = beyond.whole_top_config(256)
+    assert whole["levels"][:-1] == PRESETS["256x256"]["levels"][:-1] and "crop" not in whole["levels"][-1]
+    assert "crop" in PRESETS["256x256"]["levels"][-1]  # the preset itself is untouched
+    assert waveletflow_config((3, 256, 256), 8, **whole).levels[-1].crop is None
+    rows = [{"variant": "cdf53", "scores": {"quality": {"kid": 0.02}}},
+            {"variant": "cdf97", "scores": {"quality": {"kid": 0.01}}},
+            {"variant": "cdf97", "scores": {"quality": {"kid": 0.05}}}]
+    assert beyond.best_wavelet(rows) == "cdf53" and beyond.best_wavelet([]) == "cdf97"
+    cmds = beyond.photo_commands("haar-whole-top", tmp_path / "r", "cdf53")
+    assert cmds["train"][cmds["train"].index("--config") + 1] == str(tmp_path / "whole-top.json")
+    assert beyond.photo_commands("best-wavelet-patches", tmp_path / "r", "cdf53")["train"][-2:] == ["--wavelet", "cdf53"]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 10, (4, 32, 32, 3))
+    blocky = np.kron(rng.normal(0, 50, (4, 4, 4, 3)), np.ones((1, 8, 8, 1))) + rng.normal(0, 1, (4, 32, 32, 3))
+    assert abs(beyond.blockiness(noise, 8) - 1) < 0.05 and beyond.blockiness(blocky, 8) > 5
+    assert beyond.blockiness(blocky, 8) > beyond.blockiness(blocky, 16) > 1  # every 16 px edge is an 8 px edge
+    result = {"machine": "m", "reference_blockiness": {"8": 1.01, "16": 1.02},
+              "rows": [{"variant": "haar-patches", "wavelet": "haar", "test_bpd": 3.5, "blockiness": {"8": 1.5,
+                                                                                                 "16": 1.6}}]}
+    table = beyond.photos_markdown(result)
+    assert "| haar-patches: " in table and "| haar | 3.500 | 1.50 | 1.60 |" in table and "1.01 / 1.02" in table
+    assert "Not measured yet" in beyond.photos_markdown({"rows": []})
 
 
 def test_report_check_finds_a_figure_that_differs_from_its_file(tmp_path):
@@ -427,3 +498,59 @@ def test_normflows_glow_trains_with_our_recipe():
     assert glow._bpd(images, 256) == pytest.approx(averaged)
     glow.model.load_state_dict(own)
     assert glow._bpd(images, 256) != pytest.approx(averaged)
+
+
+def test_sampling_tables_are_made_from_their_result_files(tmp_path, monkeypatch):
+    """The three tables of the sampling guide: a row of each from a small result, "Not measured yet" without one,
+    the pages' blocks equal to what the result files give, and ``report`` loading a folder source file by file."""
+    from pathlib import Path
+
+    from benchmarks import report, sampling_tables as st
+    from benchmarks.readme import block
+
+    pyro = {"n": 8, "levels": [{"level": 0, "name": "base 7x7", "dims": 49, "ours_s_per_image": 2.0,
+                                "ours_step_size": 0.861, "pyro_s_per_image": 5.0, "pyro_step_size": 0.844}]}
+    assert "| 0: base 7×7 (49 dims) | 2.00 | 5.00 | 2.5× | 0.86 / 0.84 |" in st.mcmc_pyro(pyro)
+    assert "ours, 8 chains in one batch" in st.mcmc_pyro(pyro)
+    level = {"name": "details 1x1 -> 2x2", "dims": 9, "ours_chain_evals": 7786, "all_chains_chain_evals": 12032}
+    rows = {"levels": [{**level, "level": 1, "ours_s_per_image": 0.1, "all_chains_s_per_image": 0.2},
+                       {**level, "level": 2, "ours_s_per_image": 0.3, "all_chains_s_per_image": 0.3}]}
+    table = st.mcmc_rows(rows)
+    assert "| 1: details 1×1 → 2×2 (9 dims) | 7,786 / 12,032 | 0.100 | 0.200 | 2.00× |" in table
+    assert "| all levels |  | 0.40 | 0.50 | 1.25× |" in table
+
+    def scores(fd, kid):
+        return {"fd": fd, "kid": kid, "kid_std": 0.5, "confidence": 0.75, "class_entropy": -0.0}
+
+    def run(t, fd, kid, mcmc=None, **more):
+        return {"temperature": t, "mcmc": mcmc, "seconds_per_image": 0.006,
+                "scores": {"samples": scores(fd, kid), **more}}
+
+    quality = {"mnist_exact": run(1.0, 10.0, 2.0, **{"blur training images": scores(3.0, 1.0)}),
+               "mnist_mcmc0.9": run(0.9, 8.0, 3.0, [{"accept_rate": 0.531}, {"accept_rate": 0.586}]),
+               "mnist_exact_s1": run(1.0, 1.0, 1.0)}  # another seed: not a row
+    table = st.sample_quality(quality)  # the best FD and KID of the samples in bold
+    assert "| MNIST | Wavelet Flow: exact, T = 1 | 10.0 | **2.00 ± 0.50** | 0.750 | 0.00 | 0.00600 |  |" in table
+    assert ("| MNIST | Wavelet Flow: MCMC, T = 0.9 | **8.0** | 3.00 ± 0.50 | 0.750 | 0.00 | 0.00600 | 0.53 / 0.59 |"
+            in table)
+    assert "| MNIST | blurred training images | 3.0 | 1.00 ± 0.50 | 0.750 | 0.00 |  |  |" in table
+    assert "| 1.0 |" not in table and table.endswith("|\n")
+    for make in st.BLOCKS.values():
+        assert make({"rows": []}).startswith("Not measured yet: ") and make({}).count("\n") == 1
+
+    repo = Path(__file__).parents[1]
+    page = (repo / "docs" / "guide" / "sampling.md").read_text()
+    for name, make in st.BLOCKS.items():
+        assert block(page, name) == make(report.load(st.RESULTS[name])), name
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for stem, content in quality.items():
+        (folder / f"{stem}.json").write_text(json.dumps(content))
+    (folder / "notes.txt").write_text("not a result")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("<!-- folder:start -->\nold\n<!-- folder:end -->\n")
+    monkeypatch.setattr(report, "SOURCES", {"folder": (folder, lambda result: json.dumps(result, sort_keys=True))})
+    ((page_path, name, content),) = report.tables(tmp_path)
+    assert name == "folder" and json.loads(content) == quality
+    assert report.load(tmp_path / "missing") == {"rows": []}

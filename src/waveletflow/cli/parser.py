@@ -95,7 +95,7 @@ def add_train(p: argparse.ArgumentParser) -> list[argparse.Action]:
                                                   "them to this side (default: their own size)")
     arg("--wavelet", choices=WAVELETS,
                    help="a new wavelet model's wavelet: haar (as published; the default), or CDF 5/3 or 9/7 by lifting "
-                        "(smoother low-pass images; whole-image levels only)")
+                        "(smoother low-pass images; levels on crops then see the image extended periodically)")
     arg("--context", choices=["none", "dilated", "attention"],
                    help="what a new Wavelet Flow's detail levels see of the low-pass image beyond their couplings' "
                         "reach: none (as published), dilated (a conditioning network of dilated convolutions) or "
