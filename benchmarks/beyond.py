@@ -100,6 +100,18 @@ def _run(cmd: list[str], env: dict) -> str:
     return done.stdout
 
 
+def _train_and_evaluate(cmds: dict[str, list[str]], tag: str) -> tuple[dict, float, dict]:
+    """Run ``cmds["train"]`` (timed) and ``cmds["evaluate"]`` with this interpreter's commands first on the path:
+    (the environment, the training's wall-clock seconds, the evaluation's JSON)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    print(tag, " ".join(cmds["train"]), flush=True)
+    t0 = time.perf_counter()
+    _run(cmds["train"], env)
+    wall = time.perf_counter() - t0
+    return env, wall, json.loads(_run(cmds["evaluate"], env))
+
+
 def run_one(dataset: str, variant: str, seed: int, work: Path) -> dict:
     run = work / key(dataset, variant, seed).replace("/", "_")
     shutil.rmtree(run, ignore_errors=True)  # a run killed before its row was written starts again
@@ -109,13 +121,7 @@ def run_one(dataset: str, variant: str, seed: int, work: Path) -> dict:
         cmds["quality"] += ["--out", str(GRIDS / f"{dataset}-{variant}.png")]
         if "quality_denoised" in cmds:
             cmds["quality_denoised"] += ["--out", str(GRIDS / f"{dataset}-{variant}-denoised.png")]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    print("[beyond]", " ".join(cmds["train"]), flush=True)
-    t0 = time.perf_counter()
-    _run(cmds["train"], env)
-    wall = time.perf_counter() - t0
-    res = json.loads(_run(cmds["evaluate"], env))
+    env, wall, res = _train_and_evaluate(cmds, "[beyond]")
     scores = {}
     for name in ("quality", "quality_denoised"):
         if name in cmds:
@@ -367,13 +373,7 @@ def run_photo(variant: str, wavelet: str, work: Path) -> dict:
     (work / "whole-top.json").write_text(json.dumps(whole_top_config(PHOTOS["size"])))
     GRIDS.mkdir(parents=True, exist_ok=True)
     cmds = photo_commands(variant, run, wavelet)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    print("[beyond photos]", " ".join(cmds["train"]), flush=True)
-    t0 = time.perf_counter()
-    _run(cmds["train"], env)
-    wall = time.perf_counter() - t0
-    res = json.loads(_run(cmds["evaluate"], env))
+    env, wall, res = _train_and_evaluate(cmds, "[beyond photos]")
     _run(cmds["sample"], env)
     x = np.load(run / "samples.npz")["x"]
     shown = [{str(run): "RUN", str(work / "whole-top.json"): "whole-top.json"}.get(c, c).replace(str(SHARED), "DATA")
