@@ -112,6 +112,22 @@ def _train_and_evaluate(cmds: dict[str, list[str]], tag: str) -> tuple[dict, flo
     return env, wall, json.loads(_run(cmds["evaluate"], env))
 
 
+def steps_trained(run: Path) -> dict[str, int]:
+    """The optimiser steps each unit of ``run`` made (its ``metrics.csv``'s last step): at equal wall-clock, how fast
+    the machine was."""
+    import csv
+
+    out = {}
+    for path in sorted(run.glob("*/metrics.csv")):
+        with open(path, newline="") as f:
+            last = None
+            for last in csv.DictReader(f):
+                pass
+        if last and last.get("step"):
+            out[path.parent.name] = int(float(last["step"]))
+    return out
+
+
 def run_one(dataset: str, variant: str, seed: int, work: Path) -> dict:
     run = work / key(dataset, variant, seed).replace("/", "_")
     shutil.rmtree(run, ignore_errors=True)  # a run killed before its row was written starts again
@@ -131,7 +147,8 @@ def run_one(dataset: str, variant: str, seed: int, work: Path) -> dict:
     shown = [{str(run): "RUN"}.get(c, c).replace(str(SHARED), "DATA") for c in cmds["train"]]
     return {"key": key(dataset, variant, seed), "dataset": dataset, "variant": variant, "seed": seed,
             "budget_s": BUDGET, "test_bpd": round(res["bits_per_dim"], 5), "noise_std": res.get("noise_std", 0.0),
-            "wall_s": round(wall, 1), "model_type": meta["model_type"], "scores": scores, "command": " ".join(shown)}
+            "wall_s": round(wall, 1), "steps": steps_trained(run), "model_type": meta["model_type"], "scores": scores,
+            "command": " ".join(shown)}
 
 
 def run_all(todo, work: Path) -> None:
@@ -156,7 +173,7 @@ def markdown(result: dict) -> str:
         return ("Not measured yet: `python -m benchmarks.beyond` runs the variants (about 5 hours on two CPU "
                 "cores), and this table is then generated from `benchmarks/results/beyond.json`.\n")
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"Machine: {result.get('machine', '?')}  ",
+    lines = [f"Machine: {machines(result)}  ",
              f"Command: `python -m benchmarks.beyond` ({BUDGET} s per run, seeds {', '.join(map(str, seeds))}; mean "
              "(lowest–highest) over seeds). Bits/dim on the test images (MNIST's first 2000, the CIFAR-10 subset's "
              "1017); for a noisy variant they are those of the noisy images and not comparable. KID, FD∞ (FD "
@@ -187,6 +204,18 @@ def markdown(result: dict) -> str:
     if len(seeds) < len(SEEDS):
         lines += ["", f"(Partial: {len(seeds)} of {len(SEEDS)} seeds so far; `python -m benchmarks.beyond` continues.)"]
     return "\n".join(lines) + "\n"
+
+
+def machines(result: dict) -> str:
+    """The machine of each seed's rows (a row without ``cpu`` ran on the file's machine): at equal wall-clock a faster
+    machine trains more steps, so seeds from different machines differ by that too."""
+    by_cpu: dict[str, set[int]] = {}
+    for r in result.get("rows", []):
+        by_cpu.setdefault(r.get("cpu", result.get("machine", "?")), set()).add(r["seed"])
+    if len(by_cpu) == 1:
+        return next(iter(by_cpu))
+    return "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}: {cpu}"
+                     for cpu, s in sorted(by_cpu.items(), key=lambda kv: min(kv[1])))
 
 
 GLOW_VARIANTS = ("glow-residual", "glow")

@@ -16,9 +16,11 @@ def load(path: Path) -> dict:
 
 
 def add(path: Path, row: dict, machine: str) -> None:
-    """Put ``row`` into the file (replacing a row of the same ``key``); the file records the machine it first ran on."""
+    """Put ``row`` into the file (replacing a row of the same ``key``); the row records the machine it ran on
+    (``cpu``, unless it says already), the file the machine it first ran on."""
     result = load(path)
     result.setdefault("machine", machine)
+    row = {**row, "cpu": row.get("cpu", machine)}
     result["rows"] = [r for r in result["rows"] if r["key"] != row["key"]] + [row]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")

@@ -264,12 +264,21 @@ def test_beyond_plans_one_factor_at_a_time_resumes_and_reports(tmp_path, monkeyp
     beyond.run_all(beyond.plan(["mnist"], [0, 1], ["default", "noise-0.05"]), tmp_path)
     assert ran == [("mnist", "default", 0), ("mnist", "noise-0.05", 0), ("mnist", "default", 1),
                    ("mnist", "noise-0.05", 1)]
-    table = beyond.markdown(json.loads((tmp_path / "beyond.json").read_text()))
+    result = json.loads((tmp_path / "beyond.json").read_text())
+    assert {r["cpu"] for r in result["rows"]} == {result["machine"]}  # every row says which machine ran it
+    table = beyond.markdown(result)
+    assert f"Machine: {result['machine']}  " in table
+    result["rows"][2]["cpu"] = result["rows"][3]["cpu"] = "Other CPU"  # seed 1 on another machine: said per seed
+    assert beyond.machines(result) == f"seed 0: {result['machine']}; seed 1: Other CPU"
     assert ("| mnist | default | `(none)` | 1.050 (1.000–1.100) | 0.0150 (0.0100–0.0200) | 10.00 (9.50–10.50) "
             "| 10.50 (10.00–11.00) | – | – |") in table
     assert "| mnist | noise-0.05 | `--noise-std 0.05` | 1.050 (1.000–1.100) (noisy) |" in table
     assert "| 0.0050 (0.0050–0.0050) | 8.00 (8.00–8.00) |" in table and "(Partial: 2 of 3 seeds so far" in table
     assert "Not measured yet" in beyond.markdown({"rows": []})
+    for unit, last in (("level_0", 40), ("level_1", 1200)):  # the steps each unit made: its metrics' last row
+        (tmp_path / "run" / unit).mkdir(parents=True)
+        (tmp_path / "run" / unit / "metrics.csv").write_text(f"step,val_bpd\n20,3.0\n{last},2.5\n")
+    assert beyond.steps_trained(tmp_path / "run") == {"level_0": 40, "level_1": 1200}
 
 
 def test_beyond_says_plainly_which_variants_score_better_than_the_strongest_glow():
