@@ -23,6 +23,7 @@ SECTIONS = {
     "throughput": ("throughput", "images/s of a training step: precision, memory format, compile"),
     "tuning": ("tuning", "equal tuning: the same grid for every contender, scored on validation images, 3 seeds"),
     "memory": ("memory", "peak memory of a training step: the wavelet split, patches, checkpointed Glow"),
+    "highres": ("highres", "photographs at 64 and 256 px: time to quality under hard budgets, Glow at published scales"),
     "beyond": ("beyond", "the reviewers' questions: wavelets, context, noisy training and denoising"),
     "projection": ("projection", "on paper: Wavelet Flow on k level workers against Glow on k data-parallel ranks"),
     "compare": ("run", "the first comparison: time to quality, throughput, memory and sampling in one file"),

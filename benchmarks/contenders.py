@@ -244,13 +244,16 @@ def glow_scales(image_shape) -> int:
 GLOWS = {"Glow": ("glow", "width", range(8, 1025, 8)), "Glow (residual coupling)": ("glow-residual", "n_steps", range(1, 65))}
 
 
-def matched_glow_config(model_type: str, image_shape, n_bits: int, target: int) -> GlowConfig:
+def matched_glow_config(model_type: str, image_shape, n_bits: int, target: int,
+                        n_scales: int | None = None) -> GlowConfig:
     """Our Glow of ``model_type`` (``glow`` or ``glow-residual``) with the width or steps per scale (see
-    :data:`GLOWS`) that bring its parameters closest to ``target``."""
+    :data:`GLOWS`) that bring its parameters closest to ``target``; ``n_scales`` replaces the library's number of
+    scales (at most 3) when given."""
     _, field, values = next(v for v in GLOWS.values() if v[0] == model_type)
+    scales = {"n_scales": n_scales} if n_scales else {}
     best = None
     for value in values:
-        cfg = default_config(model_type, tuple(image_shape), n_bits, {field: value})
+        cfg = default_config(model_type, tuple(image_shape), n_bits, {field: value, **scales})
         p = count_params(build_model(model_type, cfg))
         if best is None or abs(p - target) < abs(best[1] - target):
             best = (cfg, p)

@@ -4,7 +4,7 @@
     python -m benchmarks report --check    # exit 1, naming each page and block whose figures differ from their file
 
 A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``;
-``throughput``, ``capacity``, ``beyond``, ``memory``, ``tuning``, ``projection``: theirs; ``mcmc-pyro`` and
+``throughput``, ``capacity``, ``beyond``, ``memory``, ``highres``, ``tuning``, ``projection``: theirs; ``mcmc-pyro`` and
 ``mcmc-rows``: ``mcmc_vs_pyro.json`` and ``mcmc_rows.json``); a source that is a folder (``sample-quality``:
 ``results/quality/``) gives every JSON file in it, by stem; a result file that does not exist yet gives an empty
 one, which each report says plainly.
@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import beyond, capacity, defaults, memory, projection, sampling_tables, throughput, tuning
+from benchmarks import beyond, capacity, defaults, highres, memory, projection, sampling_tables, throughput, tuning
 from benchmarks.readme import block, markers, write_block
 from benchmarks.paths import REPO
 
@@ -29,6 +29,7 @@ SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
     "beyond-grids": (beyond.RESULTS, beyond.grids_markdown),
     "beyond-photos": (beyond.PHOTO_RESULTS, beyond.photos_markdown),
     **{name: (memory.RESULTS, make) for name, make in memory.BLOCKS.items()},
+    **{name: (highres.RESULTS, make) for name, make in highres.BLOCKS.items()},
     **{name: (tuning.RESULTS, make) for name, make in tuning.BLOCKS.items()},
     **{name: (projection.RESULTS, make) for name, make in projection.BLOCKS.items()},
     **{name: (sampling_tables.RESULTS[name], make) for name, make in sampling_tables.BLOCKS.items()},

@@ -25,7 +25,8 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                     wf_parallel: int, batch_size: int, image_size: int | None = None,
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
                     sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
-                    against: list[str] | None = None, seed: int = 0, protocol: str = "chunks") -> dict:
+                    against: list[str] | None = None, seed: int = 0, protocol: str = "chunks",
+                    glow_n_scales: int | None = None) -> dict:
     """Every contender trained for ``budget`` seconds (see ``protocol``) on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
@@ -33,7 +34,8 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     with its default configuration (not matched in parameters: its preset is the CPU one); runs go to
     ``OUT/runs/NAME{tag}``. ``recipe`` (``lr``, ``warmup``) replaces the library's defaults for every model;
     ``wf_config`` overrides Wavelet Flow's config (the Glows are matched to its parameters); ``against`` names the
-    baselines to run (keys of :data:`BASELINES`; default all); ``seed`` seeds every model's training.
+    baselines to run (keys of :data:`BASELINES`; default all); ``seed`` seeds every model's training;
+    ``glow_n_scales`` gives every Glow (normflows' too) that many scales instead of the library's (at most 3).
 
     ``protocol`` ``chunks`` trains each model in ``points`` resumed chunks of ``budget / points`` (each ending with
     its own decay) and tests after each; ``runs`` trains each baseline once, a fresh run of the whole budget as a
@@ -50,8 +52,9 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     shape = data.image_shape
     wf_cfg = waveletflow_config(tuple(shape), 8, **copy.deepcopy(wf_config)) if wf_config else waveletflow_default(shape, 8)
     target = count_params(build_model("waveletflow", wf_cfg))
-    glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target) for name, (model_type, _, _) in GLOWS.items()}
-    nf_scales, nf_steps = glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
+    glow_cfgs = {name: matched_glow_config(model_type, shape, 8, target, glow_n_scales)
+                 for name, (model_type, _, _) in GLOWS.items()}
+    nf_scales, nf_steps = glow_n_scales or glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
     hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
     runs = out / "runs" / ((name if image_size is None else f"{name}{image_size}") + tag)
     shutil.rmtree(runs, ignore_errors=True)
@@ -73,6 +76,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     if image_size is not None:
         name = f"{name}{image_size}"
     result = {"dataset": name, "budget_s": budget, "test_images": len(test), "batch": batch_size,
+              "glow_n_scales": glow_cfgs["Glow"].n_scales,
               "keep_best_every": keep_best_every, "seed": seed, "protocol": protocol, "models": [],
               **({"wf_config": wf_config} if wf_config else {})}
     for c in contenders:

@@ -563,3 +563,53 @@ def test_sampling_tables_are_made_from_their_result_files(tmp_path, monkeypatch)
     ((page_path, name, content),) = report.tables(tmp_path)
     assert name == "folder" and json.loads(content) == quality
     assert report.load(tmp_path / "missing") == {"rows": []}
+
+
+def test_highres_rows_pass_published_scales_resume_and_read_ratios_off_mean_curves(tmp_path, monkeypatch):
+    """The high-resolution benchmark: one row per (size, seed), Glow at the published number of scales, a second
+    call runs only what the file lacks, the longest run against its budget recorded, and the ratios read off the
+    seeds' mean curves with each seed's beside them."""
+    from benchmarks import highres, timetoquality
+
+    assert highres.plan() == [(64, 0), (256, 0), (64, 1), (256, 1), (64, 2), (256, 2)]
+    monkeypatch.setattr(highres, "RESULTS", tmp_path / "highres.json")
+    calls = []
+
+    def fake(name, budget, points, test_images, device, out, wf_parallel, batch, **kw):
+        calls.append((kw["image_size"], kw["seed"], kw["glow_n_scales"], kw["protocol"], budget, batch))
+        s = kw["seed"]
+        wf = [{"budget_s": budget / 4, "train_s": budget / 4, "test_bpd": 5.0 - s / 10},
+              {"budget_s": budget / 2, "train_s": budget / 2, "test_bpd": 4.0 - s / 10},
+              {"budget_s": budget, "train_s": budget * 1.01, "test_bpd": 3.0 - s / 10}]
+        glow = [{"budget_s": budget, "train_s": budget, "test_bpd": 4.0 if s == 0 else 2.0}]
+        return {"test_images": 31, "glow_n_scales": kw["glow_n_scales"],
+                "models": [{"name": n, "params": 2_000_000, "param_ratio": 1.0, "curve": c, "sample_n": 64,
+                            "sample_s": 0.5} for n, c in (("Wavelet Flow", wf), ("Glow", glow))]}
+
+    monkeypatch.setattr(timetoquality, "time_to_quality", fake)
+    highres.run_all([(64, 0)], tmp_path)
+    highres.run_all([(64, 0), (64, 1)], tmp_path)
+    assert calls == [(64, 0, 4, "runs", 300.0, 64), (64, 1, 4, "runs", 300.0, 64)]
+    result = json.loads((tmp_path / "highres.json").read_text())
+    assert [r["key"] for r in result["rows"]] == ["photos64/seed0", "photos64/seed1"]
+    assert all(r["longest_over_budget"] == 1.01 and r["cpu"] == result["machine"] for r in result["rows"])
+    (glow,) = highres.ratios(result["rows"])
+    # seed 0: Glow ends at 4.0, which Wavelet Flow reaches at B/2 (2×); seed 1: Glow's 2.0 is never reached
+    assert glow["seeds"] == [2.0, None] and glow["reached"] == 1
+    # mean curves: Wavelet Flow 4.95, 3.95, 2.95 against Glow's 3.0, reached between B/2 and B
+    t = 150 + (3.95 - 3.0) / (3.95 - 2.95) * (303 - 150)
+    assert glow["mean_curves"] == round(300 / t, 2)
+    table = highres.markdown(result)
+    assert "**64 px**, B = 300 s, batch 64, Glow with 4 scales, seeds 0, 1; the longest run took 1.01× its budget" in table
+    assert f"| Glow | 2.00 M | 3.000 (2.000–4.000) | {300 / t:.2f}× | 2.00×, – | 1 of 2 |" in table
+    assert "(Partial: 2 of 3 seeds" in table and "Not measured yet" in highres.markdown({"rows": []})
+
+
+def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
+    shared_file("photos/manifest.csv")
+    pytest.importorskip("normflows")
+    from benchmarks import highres
+
+    row = highres.run_one(16, 0, tmp_path, budget=3, batch=8, test_images=4)
+    assert row["glow_n_scales"] == 2 and len(row["models"]) == 4  # log2(16) - 2 scales
+    assert [len(m["curve"]) for m in row["models"]] == [3, 1, 1, 1] and row["longest_over_budget"] > 0
