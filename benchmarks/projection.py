@@ -188,7 +188,8 @@ def markdown(result: dict) -> str:
         return ("Not measured yet: `python -m benchmarks projection` (after the default and `glow-residual` runs of "
                 "`python -m benchmarks beyond`) writes `benchmarks/results/projection.json`.\n")
     nets = list(NETWORKS)
-    lines = [f"Command: `python -m benchmarks projection` ({result.get('machine', '?')}; one worker = one core). "
+    lines = ["Command: `python -m benchmarks projection` (one worker = one core; step times measured on the machine "
+             "named per data set). "
              "Seconds to the quality both models reach (the worse of their validation figures after "
              f"{TARGET_FRACTION:.0%} of their measured steps), mean "
              "(lowest–highest) over the seeds' curves; Wavelet Flow with k level workers needs no communication, "
@@ -200,7 +201,8 @@ def markdown(result: dict) -> str:
         seeds = ", ".join(str(r["seed"]) for r in mine)
         n_levels = len(mine[0]["level_dims"])
         lines += [f"**{dataset}** (seeds {seeds}; {n_levels} levels; target {cell([p[0]['target'] for p in per_seed])}"
-                  " bits/dim on the validation images)", "",
+                  f" bits/dim on the validation images; step times: {step_s.get('machine', result.get('machine', '?'))})",
+                  "",
                   "| k | Wavelet Flow, k level workers | " + " | ".join(f"Glow, k ranks, {n}" for n in nets) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in nets) + " |"]
         for i, line in enumerate(per_seed[0]):
@@ -243,15 +245,15 @@ def curves_of(run: Path) -> list[Curve]:
     return [read_curve(p) for p in sorted(run.glob("level_*/metrics.csv"))]
 
 
-def step_seconds(dataset: str, run: Path, model_type: str, batches: list[int], steps: int = 20) -> list[float]:
-    """Seconds of one training step on one thread, as ``fit`` takes it (bf16): per level of the run's model at
-    each of ``batches`` (one batch for Wavelet Flow's levels, the per-rank batches for the Glow)."""
+def step_seconds(dataset: str, model, model_type: str, batches: list[int], steps: int = 20) -> list[float]:
+    """Seconds of one training step on one thread, as ``fit`` takes it (bf16): per level of ``model`` (a copy of it
+    trains) at each of ``batches`` (one batch for Wavelet Flow's levels, the per-rank batches for the Glow)."""
+    import copy
     import tempfile
 
     import torch
 
     from benchmarks.throughput import step_rate
-    from waveletflow import load
     from waveletflow.data import load_dataset
     from waveletflow.rundir import RunDir
     from waveletflow.training import TrainOptions, split_train_val
@@ -259,14 +261,13 @@ def step_seconds(dataset: str, run: Path, model_type: str, batches: list[int], s
 
     data = load_dataset(str(SHARED / DATA[dataset]))
     train_x, val_x = split_train_val(data, 1000)
-    model = load(run)
     out = []
     for level in range(len(model.levels)):
         for b in batches:
             opts = TrainOptions(steps=10**6, batch_size=b, precision="bf16").resolved()
             with tempfile.TemporaryDirectory() as tmp:
                 torch.manual_seed(0)
-                unit = TrainUnit(load(run), level, RunDir(tmp), opts, train_x, val_x[:64], data.n_bits).open()
+                unit = TrainUnit(copy.deepcopy(model), level, RunDir(tmp), opts, train_x, val_x[:64], data.n_bits).open()
                 rate, _ = step_rate(unit, steps)
             out.append(b / rate)
             print(f"[projection] {dataset} {model_type} level {level} batch {b}: {b / rate * 1e3:.1f} ms", flush=True)
@@ -290,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     from waveletflow import load
 
     torch.set_num_threads(1)
-    result = {"machine": machine(1), "command": "python -m benchmarks projection", "networks": NETWORKS,
-              "rows": [], "step_s": {}}
+    # rows of seeds whose run folders are gone are kept; the step times are measured again on this machine
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": [], "step_s": {}}
+    result.update({"command": "python -m benchmarks projection", "networks": NETWORKS})
     for dataset in a.datasets.split(","):
         runs = {s: {m: a.runs / f"{dataset}_{v}_seed{s}" for m, v in (("waveletflow", "default"), (GLOW, GLOW))}
                 for s in map(int, a.seeds.split(","))}
@@ -300,17 +302,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[projection] {dataset}: no default and glow-residual runs in {a.runs} "
                   "(python -m benchmarks beyond trains them)", flush=True)
             continue
-        first = runs[min(runs)]
-        result["step_s"][dataset] = {
-            "waveletflow": step_seconds(dataset, first["waveletflow"], "waveletflow", [BATCH]),
-            GLOW: dict(zip(map(str, RANKS), step_seconds(dataset, first[GLOW], GLOW, [BATCH // k for k in RANKS]))),
-        }
-        for seed, r in runs.items():
-            wf = load(r["waveletflow"])
-            result["rows"].append({
-                "key": f"{dataset}/seed{seed}", "dataset": dataset, "seed": seed, "level_dims": list(wf.level_dims),
-                "params": {"waveletflow": wf.num_parameters(), GLOW: load(r[GLOW]).num_parameters()},
-                "waveletflow": curves_of(r["waveletflow"]), GLOW: curves_of(r[GLOW])[0]})
+        for seed, r in sorted(runs.items()):
+            wf, glow = load(r["waveletflow"]), load(r[GLOW])
+            if seed == min(runs):
+                result["step_s"][dataset] = {
+                    "machine": machine(1),
+                    "waveletflow": step_seconds(dataset, wf, "waveletflow", [BATCH]),
+                    GLOW: dict(zip(map(str, RANKS), step_seconds(dataset, glow, GLOW, [BATCH // k for k in RANKS]))),
+                }
+            row = {"key": f"{dataset}/seed{seed}", "dataset": dataset, "seed": seed, "level_dims": list(wf.level_dims),
+                   "params": {"waveletflow": wf.num_parameters(), GLOW: glow.num_parameters()},
+                   "waveletflow": curves_of(r["waveletflow"]), GLOW: curves_of(r[GLOW])[0]}
+            result["rows"] = [x for x in result["rows"] if x["key"] != row["key"]] + [row]
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))
     return 0

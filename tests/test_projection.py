@@ -94,3 +94,18 @@ def test_report_has_a_line_per_k_and_the_crossing():
 def test_the_projection_block_is_generated_from_its_file():
     assert "projection" in report.SOURCES
     assert any(name == "projection" for _, name, _ in report.tables())
+
+
+def test_a_rerun_keeps_the_rows_whose_run_folders_are_gone(tmp_path, monkeypatch, capsys):
+    """Seeds trained in another sitting stay in the file: only the seeds whose runs are found are measured again."""
+    import json
+
+    kept = json.loads(json.dumps({**result(), "machine": "earlier machine"}))
+    kept["step_s"]["mnist"]["machine"] = "earlier machine"
+    monkeypatch.setattr(pj, "RESULTS", tmp_path / "projection.json")
+    pj.RESULTS.write_text(json.dumps(kept))
+    assert pj.main(["--runs", str(tmp_path / "none"), "--datasets", "mnist"]) == 0
+    after = json.loads(pj.RESULTS.read_text())
+    assert after["rows"] == kept["rows"] and after["step_s"] == kept["step_s"]
+    assert "no default and glow-residual runs" in capsys.readouterr().out
+    assert "step times: earlier machine" in pj.markdown(after)
