@@ -25,6 +25,7 @@ SECTIONS = {
     "memory": ("memory", "peak memory of a training step: the wavelet split, patches, checkpointed Glow"),
     "highres": ("highres", "photographs at 64 and 256 px: time to quality under hard budgets, Glow at published scales"),
     "beyond": ("beyond", "the reviewers' questions: wavelets, context, noisy training and denoising"),
+    "beyond-photos": ("beyond_photos", "the reviewers' questions at 256 px: patches against whole images, the wavelet"),
     "projection": ("projection", "on paper: Wavelet Flow on k level workers against Glow on k data-parallel ranks"),
     "compare": ("run", "the first comparison: time to quality, throughput, memory and sampling in one file"),
     "scaling": ("scaling", "level workers on one machine: images/s against the workers"),

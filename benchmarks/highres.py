@@ -80,7 +80,7 @@ def run_all(todo, work: Path, **kw) -> None:
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
     """The seeds' mean curve: point by point (the same budgets in every seed), mean seconds and mean bits/dim.
 
-    >>> mean_curve([[{"train_s": 10, "test_bpd": 3.0}], [{"train_s": 12, "test_bpd": 2.0}]])
+    >>> mean_curve([[{"train_s": 10.0, "test_bpd": 3.0}], [{"train_s": 12.0, "test_bpd": 2.0}]])
     [{'train_s': 11.0, 'test_bpd': 2.5}]
     """
     return [{"train_s": statistics.mean(p["train_s"] for p in pts), "test_bpd": statistics.mean(p["test_bpd"] for p in pts)}

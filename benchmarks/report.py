@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import beyond, capacity, defaults, highres, memory, projection, sampling_tables, throughput, tuning
+from benchmarks import beyond, beyond_photos, capacity, defaults, highres, memory, projection, sampling_tables, throughput, tuning
 from benchmarks.readme import block, markers, write_block
 from benchmarks.paths import REPO
 
@@ -27,7 +27,7 @@ SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
     "capacity": (capacity.RESULTS, capacity.markdown),
     "beyond": (beyond.RESULTS, beyond.markdown),
     "beyond-grids": (beyond.RESULTS, beyond.grids_markdown),
-    "beyond-photos": (beyond.PHOTO_RESULTS, beyond.photos_markdown),
+    "beyond-photos": (beyond_photos.RESULTS, beyond_photos.markdown),
     **{name: (memory.RESULTS, make) for name, make in memory.BLOCKS.items()},
     **{name: (highres.RESULTS, make) for name, make in highres.BLOCKS.items()},
     **{name: (tuning.RESULTS, make) for name, make in tuning.BLOCKS.items()},

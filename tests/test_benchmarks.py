@@ -324,32 +324,32 @@ def test_beyond_photos_variants_blocks_and_table(tmp_path):
     wavelet is the small data sets' best by KID, and blockiness tells an upsampled coarse image from noise."""
     import numpy as np
 
-    from benchmarks import beyond
+    from benchmarks import beyond_photos as bp
     from waveletflow.models import waveletflow_config
     from waveletflow.models.presets import PRESETS
 
-    whole = beyond.whole_top_config(256)
+    whole = bp.whole_top_config(256)
     assert whole["levels"][:-1] == PRESETS["256x256"]["levels"][:-1] and "crop" not in whole["levels"][-1]
     assert "crop" in PRESETS["256x256"]["levels"][-1]  # the preset itself is untouched
     assert waveletflow_config((3, 256, 256), 8, **whole).levels[-1].crop is None
     rows = [{"variant": "cdf53", "scores": {"quality": {"kid": 0.02}}},
             {"variant": "cdf97", "scores": {"quality": {"kid": 0.01}}},
             {"variant": "cdf97", "scores": {"quality": {"kid": 0.05}}}]
-    assert beyond.best_wavelet(rows) == "cdf53" and beyond.best_wavelet([]) == "cdf97"
-    cmds = beyond.photo_commands("haar-whole-top", tmp_path / "r", "cdf53")
+    assert bp.best_wavelet(rows) == "cdf53" and bp.best_wavelet([]) == "cdf97"
+    cmds = bp.commands("haar-whole-top", tmp_path / "r", "cdf53")
     assert cmds["train"][cmds["train"].index("--config") + 1] == str(tmp_path / "whole-top.json")
-    assert beyond.photo_commands("best-wavelet-patches", tmp_path / "r", "cdf53")["train"][-2:] == ["--wavelet", "cdf53"]
+    assert bp.commands("best-wavelet-patches", tmp_path / "r", "cdf53")["train"][-2:] == ["--wavelet", "cdf53"]
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 10, (4, 32, 32, 3))
     blocky = np.kron(rng.normal(0, 50, (4, 4, 4, 3)), np.ones((1, 8, 8, 1))) + rng.normal(0, 1, (4, 32, 32, 3))
-    assert abs(beyond.blockiness(noise, 8) - 1) < 0.05 and beyond.blockiness(blocky, 8) > 5
-    assert beyond.blockiness(blocky, 8) > beyond.blockiness(blocky, 16) > 1  # every 16 px edge is an 8 px edge
+    assert abs(bp.blockiness(noise, 8) - 1) < 0.05 and bp.blockiness(blocky, 8) > 5
+    assert bp.blockiness(blocky, 8) > bp.blockiness(blocky, 16) > 1  # every 16 px edge is an 8 px edge
     result = {"machine": "m", "reference_blockiness": {"8": 1.01, "16": 1.02},
               "rows": [{"variant": "haar-patches", "wavelet": "haar", "test_bpd": 3.5, "blockiness": {"8": 1.5,
                                                                                                  "16": 1.6}}]}
-    table = beyond.photos_markdown(result)
+    table = bp.markdown(result)
     assert "| haar-patches: " in table and "| haar | 3.500 | 1.50 | 1.60 |" in table and "1.01 / 1.02" in table
-    assert "Not measured yet" in beyond.photos_markdown({"rows": []})
+    assert "Not measured yet" in bp.markdown({"rows": []})
 
 
 def test_report_check_finds_a_figure_that_differs_from_its_file(tmp_path):
