@@ -4,7 +4,7 @@ only, and the best trial of each then runs the full budget with three seeds.
     python -m benchmarks tuning                    # the trials, then the final runs (resumable: rows are kept)
     python -m benchmarks tuning --report           # the tables, from the result file
 
-The grid, the same for every contender (Wavelet Flow, Glow, Glow with residual coupling): learning rate
+The grid, the same for every contender (Wavelet Flow, Glow, Glow with residual coupling, normflows' Glow): learning rate
 {0.001, 0.002, 0.004} × depth {half, as is, twice} the flow steps of the default model for the budget (each
 level's, for Wavelet Flow), the width re-solved so that the parameters stay those of the default, × batch
 {16, 32}: 18 trials of ``TRIAL_S`` seconds per contender and data set, seed 0. A trial is
@@ -12,9 +12,13 @@ level's, for Wavelet Flow), the width re-solved so that the parameters stay thos
     waveletflow train --model M --data D --out RUN --time-budget 75 --config SHAPE.json --lr LR --batch-size B
     waveletflow evaluate RUN --data D --split val --json     # the training images the run held out
 
-so no trial sees a test image. normflows' Glow is not in this grid: it trains in this process, not by the command
-line, and without the library's recipe (Polyak averaging, the final decay), so it would not get the same tuning. The best trial's learning rate, depth and batch then train the default model of
-the full budget (its capacity as ``--time-budget`` fits it, reshaped at the same parameters), seeds 0, 1, 2,
+so no trial sees a test image. normflows' Glow has no command line: it trains in this process with the library's
+recipe (Adam, warm-up, Polyak averaging, the final decay, the best validation's weights kept every
+``eval_every`` steps), its budget counted from before its data is loaded, as ``train`` counts it, and it is scored on
+the same held-out training images. Its model: the residual Glow's scales and steps, the hidden width matched to
+Wavelet Flow's parameters (as in the defaults benchmark). The best trial's learning rate, depth and batch then
+train the default model of the full budget (its capacity as ``--time-budget`` fits it, reshaped at the same
+parameters), seeds 0, 1, 2,
 tested on MNIST's first 2000 and the CIFAR-10 subset's 1017 test images. Every trial is in the result file
 (``benchmarks/results/tuning.json``): the search is recorded, not only its winner.
 """
@@ -39,7 +43,10 @@ from waveletflow.models import build_model, default_config
 from waveletflow.models.capacity import fit_capacity
 
 RESULTS = REPO / "benchmarks" / "results" / "tuning.json"
-CONTENDERS = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)"}
+CONTENDERS = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)",
+              "normflows": "normflows Glow"}
+#: the contender that trains in this process (the peer library's Glow), not by the command line
+NORMFLOWS = "normflows"
 LRS = (0.001, 0.002, 0.004)
 DEPTHS = (0.5, 1.0, 2.0)
 BATCHES = (16, 32)
@@ -54,7 +61,16 @@ SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 # ----- the shapes: depth against width at the default's parameters ------------------------------------------
 def base_config(model_type: str, shape: tuple[int, int, int], budget_s: float) -> dict:
-    """The config ``train --time-budget budget_s`` gives a new model of ``model_type`` (its fitted capacity)."""
+    """The config ``train --time-budget budget_s`` gives a new model of ``model_type`` (its fitted capacity); for
+    normflows' Glow, the residual Glow's scales and steps with the hidden width that matches Wavelet Flow's
+    parameters."""
+    if model_type == NORMFLOWS:
+        from benchmarks.contenders import matched_normflows_hidden
+
+        glow = base_config("glow-residual", shape, budget_s)
+        target = _params("waveletflow", base_config("waveletflow", shape, budget_s))
+        return {"image_shape": list(shape), "n_scales": glow["n_scales"], "n_steps": glow["n_steps"],
+                "hidden": matched_normflows_hidden(shape, glow["n_scales"], glow["n_steps"], target)}
     config = default_config(model_type, shape, 8)
     choice = fit_capacity(model_type, shape, budget_s, "cpu")
     if choice is not None:
@@ -63,6 +79,11 @@ def base_config(model_type: str, shape: tuple[int, int, int], budget_s: float) -
 
 
 def _params(model_type: str, config: dict, level: int | None = None) -> int:
+    if model_type == NORMFLOWS:
+        from benchmarks.contenders import count_params, normflows_glow
+
+        return count_params(normflows_glow(tuple(config["image_shape"]), config["n_scales"], config["n_steps"],
+                                           config["hidden"]))
     model = build_model(model_type, config, device="meta")
     return model.num_parameters(level)
 
@@ -85,6 +106,14 @@ def reshaped(model_type: str, config: dict, depth: float) -> dict:
     if depth == 1.0:
         return config
     config = json.loads(json.dumps(config))
+    if model_type == NORMFLOWS:
+        from benchmarks.contenders import matched_normflows_hidden
+
+        target = _params(model_type, config)
+        config["n_steps"] = max(1, round(config["n_steps"] * depth))
+        config["hidden"] = matched_normflows_hidden(tuple(config["image_shape"]), config["n_scales"], config["n_steps"],
+                                                    target)
+        return config
     if model_type == "waveletflow":
         for i in range(len(config["levels"])):
             target = _params(model_type, config, i)
@@ -143,7 +172,10 @@ def _run(cmd: list[str]) -> str:
 
 def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: int, budget: int, seed: int,
                     run: Path, split: str) -> dict:
-    """Train one fresh run by the command line and evaluate it on ``split`` (``val`` or ``test``)."""
+    """Train one fresh run by the command line and evaluate it on ``split`` (``val`` or ``test``); normflows' Glow
+    in this process (:func:`train_normflows`)."""
+    if model == NORMFLOWS:
+        return train_normflows(dataset, config, lr, batch, budget, seed, split)
     shutil.rmtree(run, ignore_errors=True)  # a run killed before its row was written starts again
     run.parent.mkdir(parents=True, exist_ok=True)
     cfg = run.with_name(run.name + ".config.json")
@@ -163,6 +195,27 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
     shown = [{str(run): "RUN", str(cfg): "SHAPE.json"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
     return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], "wall_s": round(wall, 1),
             "params": _params(model, config), "command": " ".join(shown)}
+
+
+def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: int, seed: int, split: str) -> dict:
+    """normflows' Glow trained in this process for ``budget`` seconds counted from before its data is loaded, with
+    the library's recipe and its best validation's weights kept, scored on ``split`` as ``evaluate`` scores ours."""
+    from benchmarks.contenders import NormflowsGlow
+    from waveletflow.data import load_dataset
+    from waveletflow.training import TrainOptions
+
+    t0 = time.perf_counter()
+    data = load_dataset(str(SHARED / DATA[dataset]))
+    glow = NormflowsGlow(tuple(config["image_shape"]), config["n_scales"], config["n_steps"], config["hidden"], data,
+                         "cpu", batch, lr=lr, seed=seed, keep_best_every=TrainOptions.eval_every)
+    glow.train_for(max(0.0, budget - (time.perf_counter() - t0)))
+    wall = time.perf_counter() - t0
+    n = len(data.x_train)
+    images = data.x_train[n - glow.n_val:] if split == "val" else data.x_test[:TEST_LIMIT]
+    return {"bpd": round(glow.test_bpd(images, best=True), 5), "images": len(images), "wall_s": round(wall, 1),
+            "params": glow.params(), "command": f"NormflowsGlow(n_scales={config['n_scales']}, "
+            f"n_steps={config['n_steps']}, hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"
+            f".train_for({budget}) in this process"}
 
 
 def run_all(datasets: list[str], models: list[str], work: Path) -> None:
@@ -204,8 +257,8 @@ def run_all(datasets: list[str], models: list[str], work: Path) -> None:
 def markdown(result: dict) -> str:
     rows = result.get("rows", [])
     if not rows:
-        return ("Not measured yet: `python -m benchmarks tuning` runs the grid for every contender (about 4½ hours on "
-                "two CPU cores), and these tables are then generated from `benchmarks/results/tuning.json`.\n")
+        return ("Not measured yet: `python -m benchmarks tuning` runs the grid for every contender (about 6 hours on "
+                "two CPU cores; resumable), and these tables are then generated from `benchmarks/results/tuning.json`.\n")
     lines = [f"Machine: {result.get('machine', '?')}  ",
              f"Command: `python -m benchmarks tuning`: {len(trials())} trials of {TRIAL_S} s per contender "
              f"(learning rate × depth at the same parameters × batch), scored on the validation images; the best "
