@@ -7,7 +7,9 @@
   and for all levels;
 - ``sample-quality``: every ``benchmarks/results/quality/*.json`` (``waveletflow quality ... --json``), loaded by
   :func:`quality_result` (``python -m benchmarks report`` loads the folder the same way): one row per file without a
-  seed suffix (``_s1``, ``_s2``: other seeds, quoted in the text), and the sanity rows of the file that has them.
+  seed suffix (``_s1``, ``_s2``: other seeds), and the sanity rows of the file that has them;
+- ``sample-quality-seeds``: the same files, every seed: FD and KID per seed of each way of sampling, and generated
+  lines comparing annealed sampling (MCMC) with exact sampling and with latent temperature seed by seed.
 """
 
 from __future__ import annotations
@@ -146,7 +148,75 @@ def sample_quality(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seed(stem: str) -> int:
+    m = _SEED.search(stem)
+    return int(m.group()[2:]) if m else 0
+
+
+def _by_method(runs: dict, prefix: str) -> dict[str, dict[int, dict]]:
+    """Method label → seed → the run, for the data set of ``prefix``, in the table's order."""
+    mine = sorted(((stem, r) for stem, r in runs.items() if stem.split("_")[0] == prefix), key=lambda sr: _order(sr[1]))
+    out: dict[str, dict[int, dict]] = {}
+    for stem, r in mine:
+        out.setdefault(_method(r), {})[_seed(stem)] = r
+    return out
+
+
+def _against(data: str, methods: dict[str, dict[int, dict]], mine: str, other: str) -> str | None:
+    """A generated line: ``mine`` against ``other``, seed by seed (the seeds both ran), FD and KID lower or not, and
+    the cost per image as a ratio."""
+    if mine not in methods or other not in methods:
+        return None
+    seeds = sorted(set(methods[mine]) & set(methods[other]))
+    if not seeds:
+        return None
+
+    def lower(what: str) -> int:
+        return sum(methods[mine][s]["scores"]["samples"][what] < methods[other][s]["scores"]["samples"][what]
+                   for s in seeds)
+
+    cost = [methods[mine][s]["seconds_per_image"] / methods[other][s]["seconds_per_image"] for s in seeds]
+    ratio = f"{min(cost):.0f}×" if round(min(cost)) == round(max(cost)) else f"{min(cost):.0f}–{max(cost):.0f}×"
+    return (f"- {data}, {mine.removeprefix('Wavelet Flow: ')} against {other.removeprefix('Wavelet Flow: ')}: FD lower "
+            f"in {lower('fd')} of {len(seeds)} seeds, KID lower in {lower('kid')} of {len(seeds)}, at {ratio} the "
+            "seconds per image.")
+
+
+def sample_quality_seeds(result: dict) -> str:
+    """FD and KID of every seed of every way of sampling (``seed 0 / 1 / 2``; – where a seed was not run), then
+    annealed sampling against exact sampling and against latent temperature at the same T, seed by seed."""
+    runs = {stem: r for stem, r in result.items() if isinstance(r, dict) and "samples" in r.get("scores", {})}
+    if not runs:
+        return "Not measured yet: the files of `benchmarks/results/quality/` give this table.\n"
+    seeds = sorted({_seed(stem) for stem in runs})
+    head = " / ".join(map(str, seeds))
+    lines = [_row(["data", "sampling", f"FD, seed {head}", f"KID, seed {head}", "s per image (lowest–highest)"]),
+             _row(["---"] * 5)]
+    verdicts = []
+    prefixes = {stem.split("_")[0] for stem in runs}
+    for prefix in [*[p for p in DATASETS if p in prefixes], *sorted(prefixes - set(DATASETS))]:
+        data = DATASETS.get(prefix, prefix)
+        methods = _by_method(runs, prefix)
+        for label, by_seed in methods.items():
+            def per_seed(what: str, digits: int, by_seed=by_seed) -> str:
+                return " / ".join(f"{by_seed[s]['scores']['samples'][what]:.{digits}f}" if s in by_seed else "–"
+                                  for s in seeds)
+
+            secs = [r["seconds_per_image"] for r in by_seed.values()]
+            lines.append(_row([data, label.removeprefix("Wavelet Flow: "), per_seed("fd", 1), per_seed("kid", 2),
+                               f"{_significant(min(secs))}–{_significant(max(secs))}" if min(secs) != max(secs)
+                               else _significant(secs[0])]))
+        for label in methods:
+            if "MCMC" in label:
+                t = label.rsplit("= ", 1)[1]
+                verdicts += [_against(data, methods, label, "Wavelet Flow: exact, T = 1"),
+                             _against(data, methods, label, f"Wavelet Flow: latent temperature, T = {t}")]
+    return "\n".join(lines + [""] + [v for v in verdicts if v]) + "\n"
+
+
 #: block name → what makes the block from its result (``report.SOURCES`` pairs them with the paths above)
-BLOCKS = {"mcmc-pyro": mcmc_pyro, "mcmc-rows": mcmc_rows, "sample-quality": sample_quality}
+BLOCKS = {"mcmc-pyro": mcmc_pyro, "mcmc-rows": mcmc_rows, "sample-quality": sample_quality,
+          "sample-quality-seeds": sample_quality_seeds}
 #: block name → its result file (a folder for ``sample-quality``: every JSON in it, by stem)
-RESULTS = {"mcmc-pyro": MCMC_VS_PYRO, "mcmc-rows": MCMC_ROWS, "sample-quality": QUALITY}
+RESULTS = {"mcmc-pyro": MCMC_VS_PYRO, "mcmc-rows": MCMC_ROWS, "sample-quality": QUALITY,
+           "sample-quality-seeds": QUALITY}

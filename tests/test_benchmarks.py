@@ -544,6 +544,16 @@ def test_sampling_tables_are_made_from_their_result_files(tmp_path, monkeypatch)
             in table)
     assert "| MNIST | blurred training images | 3.0 | 1.00 ± 0.50 | 0.750 | 0.00 |  |  |" in table
     assert "| 1.0 |" not in table and table.endswith("|\n")
+    quality["mnist_mcmc0.9_s1"] = run(0.9, 12.0, 0.5, [{"accept_rate": 0.5}])
+    quality["mnist_lat09"] = run(0.9, 9.0, 2.5)
+    quality["mnist_lat09"]["seconds_per_image"] = 0.003
+    seeds = st.sample_quality_seeds(quality)  # every seed, and MCMC against the others seed by seed
+    assert "| MNIST | exact, T = 1 | 10.0 / 1.0 | 2.00 / 1.00 | 0.00600 |" in seeds
+    assert "| MNIST | MCMC, T = 0.9 | 8.0 / 12.0 | 3.00 / 0.50 | 0.00600 |" in seeds
+    assert ("- MNIST, MCMC, T = 0.9 against exact, T = 1: FD lower in 1 of 2 seeds, KID lower in 1 of 2, at 1× the "
+            "seconds per image.") in seeds
+    assert ("- MNIST, MCMC, T = 0.9 against latent temperature, T = 0.9: FD lower in 1 of 1 seeds, KID lower in 0 of 1, "
+            "at 2× the seconds per image.") in seeds
     for make in st.BLOCKS.values():
         assert make({"rows": []}).startswith("Not measured yet: ") and make({}).count("\n") == 1
 
