@@ -18,6 +18,7 @@ from benchmarks import report
 
 #: subcommand → (module, what it measures)
 SECTIONS = {
+    "demo": ("demo", "the main job: waveletflow demo on the embedded digits, its test bits/dim"),
     "defaults": ("defaults", "the command a user types, Wavelet Flow against both Glows, seeds and time to quality"),
     "capacity": ("capacity", "the widths that --time-budget chooses from, trained at each budget"),
     "throughput": ("throughput", "images/s of a training step: precision, memory format, compile"),

@@ -209,23 +209,24 @@ def test_shipped_narrow_configs_change_only_the_finest_levels_width(name, base, 
 
 
 @pytest.mark.parametrize("name", ["defaults", "defaults-summary", "throughput", "capacity", "beyond", "memory",
-                                  "tuning", "projection"])
+                                  "tuning", "projection", "highres", "demo"])
 def test_tables_in_the_readme_and_docs_are_generated_from_their_result_files(name):
     """Every table between a page's markers (README and docs) is what its result file gives, never a hand copy."""
     from pathlib import Path
 
-    from benchmarks import beyond, capacity, defaults, memory, projection, throughput, tuning
+    from benchmarks import beyond, capacity, defaults, demo, highres, memory, projection, throughput, tuning
     from benchmarks.readme import block, markers
 
     repo = Path(__file__).parents[1]
     module = {"defaults": defaults, "throughput": throughput, "capacity": capacity, "beyond": beyond,
-              "memory": memory, "tuning": tuning, "projection": projection}[name.split("-")[0]]
+              "memory": memory, "tuning": tuning, "projection": projection, "highres": highres,
+              "demo": demo}[name.split("-")[0]]
     make = defaults.BLOCKS[name] if name.startswith("defaults") else module.markdown
     pages = [p for p in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
              if markers(name)[0] in p.read_text()]
     assert pages, f"no page holds the {name} table"
     path = repo / "benchmarks" / "results" / f"{name.split('-')[0]}.json"
-    if not path.is_file() and name not in ("beyond", "memory", "tuning", "projection"):
+    if not path.is_file() and name not in ("beyond", "memory", "tuning", "projection", "highres"):
         pytest.skip(f"{path.name} not measured yet")
     table = make(json.loads(path.read_text()) if path.is_file() else {"rows": []})  # these say they are not yet
     for page in pages:
