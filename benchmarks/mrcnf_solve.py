@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.paths import SHARED
+from benchmarks.paths import REPO, SHARED
 from waveletflow.data import load_dataset
 from waveletflow.layers.cnf import CNF
 from waveletflow.metrics import LN2, bits_per_dim
@@ -81,11 +81,35 @@ def _null():
     yield
 
 
+RESULTS = REPO / "benchmarks" / "results" / "mrcnf_solve.json"
+CASES = ("all states controlled (before)", "RNODE integrals free (now)")
+
+
+def markdown(result: dict) -> str:
+    """One generated sentence: function evaluations per step, images/s and training bits/dim, before and now.
+
+    >>> r = {CASES[0]: {"nfe_per_step": 36.0, "images_per_s": 42.8, "train_bpd": 7.4227},
+    ...      CASES[1]: {"nfe_per_step": 37.6, "images_per_s": 44.9, "train_bpd": 7.4234}, "machine": "M"}
+    >>> print(markdown(r), end="")
+    36.0 → 37.6 function evaluations per step and 42.8 → 44.9 images/s (1.05×), training bits/dim 7.423 → 7.423 (`benchmarks/results/mrcnf_solve.json`; M).
+    """
+    if not all(c in result for c in CASES):
+        return "Not measured yet: `python -m benchmarks mrcnf-solve` writes `benchmarks/results/mrcnf_solve.json`.\n"
+    before, now = (result[c] for c in CASES)
+    return (f"{before['nfe_per_step']:.1f} → {now['nfe_per_step']:.1f} function evaluations per step and "
+            f"{before['images_per_s']:.1f} → {now['images_per_s']:.1f} images/s "
+            f"({now['images_per_s'] / before['images_per_s']:.2f}×), training bits/dim {before['train_bpd']:.3f} → "
+            f"{now['train_bpd']:.3f} (`benchmarks/results/mrcnf_solve.json`; {result.get('machine', '?')}).\n")
+
+
+BLOCKS = {"mrcnf-solve": markdown}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks mrcnf-solve", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "mrcnf_solve.json"))
+    p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
     res = measure(a.steps, a.batch_size)
     before, now = res.values()

@@ -16,7 +16,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import beyond, beyond_photos, capacity, defaults, demo, highres, memory, projection, sampling_tables, throughput, tuning
+from benchmarks import (
+    beyond, beyond_photos, capacity, defaults, demo, highres, memory, mrcnf_solve, projection, sampling_tables, throughput,
+    tuning,
+)
 from benchmarks.readme import block, markers, write_block
 from benchmarks.paths import REPO
 
@@ -24,6 +27,7 @@ from benchmarks.paths import REPO
 SOURCES: dict[str, tuple[Path, Callable[[dict], str]]] = {
     **{name: (defaults.RESULTS, make) for name, make in defaults.BLOCKS.items()},
     "demo": (demo.RESULTS, demo.markdown),
+    "mrcnf-solve": (mrcnf_solve.RESULTS, mrcnf_solve.markdown),
     "throughput": (throughput.RESULTS, throughput.markdown),
     "capacity": (capacity.RESULTS, capacity.markdown),
     "beyond": (beyond.RESULTS, beyond.markdown),
