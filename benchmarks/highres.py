@@ -1,7 +1,8 @@
 """High resolution under hard budgets: time to quality on the photographs at 64 and 256 px, fresh runs, Glow at the
 published number of scales, 3 seeds.
 
-Each (size, seed) is one row: Wavelet Flow's default preset trained in fresh runs of B/4, B/2 and B seconds, each
+Each (size, seed) is one row: Wavelet Flow's default preset trained in fresh runs of B/4, B/2 and B seconds (its
+levels in parallel processes, as ``train``'s ``--parallel auto`` trains them), each
 Glow (as published, with residual coupling, normflows') once for B seconds, all at matched parameters and with
 Glow's published number of scales (log2(side) − 2: 4 at 64 px, 6 at 256 px), every model validating every
 :data:`KEEP_BEST_EVERY` steps and tested with its best validation's weights (a few hundred training photographs
@@ -52,7 +53,7 @@ def run_one(size: int, seed: int, work: Path, budget: float | None = None, batch
 
     b, bs = SIZES.get(size, (budget, batch))
     budget, batch = budget or b, batch or bs
-    ttq = time_to_quality("photos", budget, POINTS, test_images, "cpu", work / f"seed{seed}", 1, batch,
+    ttq = time_to_quality("photos", budget, POINTS, test_images, "cpu", work / f"seed{seed}", "auto", batch,
                           image_size=size, keep_best_every=KEEP_BEST_EVERY, seed=seed, protocol="runs",
                           glow_n_scales=published_scales(size))
     if "skipped" in ttq:
