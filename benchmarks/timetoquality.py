@@ -22,7 +22,7 @@ from waveletflow.models import build_model, default_config, waveletflow_config
 
 
 def time_to_quality(name: str, budget: float, points: int, test_images: int, device: str, out: Path,
-                    wf_parallel: int, batch_size: int, image_size: int | None = None,
+                    wf_parallel: int | str, batch_size: int, image_size: int | None = None,
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
                     sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
                     against: list[str] | None = None, seed: int = 0, protocol: str = "chunks",
