@@ -104,7 +104,7 @@ def run_one(variant: str, wavelet: str, work: Path) -> dict:
     return {"key": f"photos256/{variant}/seed{PHOTOS['seed']}", "variant": variant, "seed": PHOTOS["seed"],
             "wavelet": wavelet if variant.startswith("best") else "haar", "budget_s": PHOTOS["budget"],
             "test_bpd": round(res["bits_per_dim"], 5), "levels_bpd": [round(lv["bits_per_dim"], 5) for lv in res["levels"]],
-            "wall_s": round(wall, 1),
+            "wall_s": round(wall, 1), "steps": beyond.steps_trained(run),
             "blockiness": {str(b): round(blockiness(x, b), 4) for b in (4, 8, 16, 32)}, "command": " ".join(shown)}
 
 
@@ -145,14 +145,17 @@ def markdown(result: dict) -> str:
              "look at, the figures are not a ranking). Blockiness: neighbouring pixels' steps across the edges of an "
              "8 / 16 px grid over those inside it, on the samples (the test photographs: "
              f"{ref.get('8', float('nan')):.2f} / {ref.get('16', float('nan')):.2f}); above the photographs' figure, "
-             "blocks show.", "",
-             "| variant | wavelet | test bits/dim | blockiness 8 px | blockiness 16 px | grid |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "blocks show. The top level's steps: how many optimiser steps the finest level made in its share of the "
+             "budget.", "",
+             "| variant | wavelet | test bits/dim | blockiness 8 px | blockiness 16 px | top level's steps | grid |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for v, what in VARIANTS.items():
         if v in rows:
             r = rows[v]
+            steps = r.get("steps") or {}
+            top = f"{steps[max(steps)]:,}" if steps else "–"
             lines.append(f"| {v}: {what} | {r['wavelet']} | {r['test_bpd']:.3f} | {r['blockiness']['8']:.2f} | "
-                         f"{r['blockiness']['16']:.2f} | `docs/results/beyond/photos256-{v}.png` |")
+                         f"{r['blockiness']['16']:.2f} | {top} | [photos256-{v}.png](beyond/photos256-{v}.png) |")
     return "\n".join(lines) + "\n"
 
 

@@ -347,9 +347,10 @@ def test_beyond_photos_variants_blocks_and_table(tmp_path):
     assert bp.blockiness(blocky, 8) > bp.blockiness(blocky, 16) > 1  # every 16 px edge is an 8 px edge
     result = {"machine": "m", "reference_blockiness": {"8": 1.01, "16": 1.02},
               "rows": [{"variant": "haar-patches", "wavelet": "haar", "test_bpd": 3.5, "blockiness": {"8": 1.5,
-                                                                                                 "16": 1.6}}]}
+                                                                                                 "16": 1.6},
+                        "steps": {"level_00": 3000, "level_08": 1497}}]}
     table = bp.markdown(result)
-    assert "| haar-patches: " in table and "| haar | 3.500 | 1.50 | 1.60 |" in table and "1.01 / 1.02" in table
+    assert "| haar-patches: " in table and "| haar | 3.500 | 1.50 | 1.60 | 1,497 |" in table and "1.01 / 1.02" in table
     assert "Not measured yet" in bp.markdown({"rows": []})
 
 
