@@ -64,7 +64,7 @@ def commands(variant: str, run: Path, wavelet: str) -> dict[str, list[str]]:
                       "--time-budget", str(PHOTOS["budget"]), "--seed", seed, *flags],
             "evaluate": ["waveletflow", "evaluate", str(run), "--data", data, "--image-size", size, "--json"],
             "sample": ["waveletflow", "sample", str(run), "--n", str(PHOTOS["samples"]), "--seed", seed,
-                       "--out", str(GRIDS / f"photos256-{variant}.png"), "--npz", str(run / "samples.npz")]}
+                       "--out", str(GRIDS / f"photos256-{variant}.jpg"), "--npz", str(run / "samples.npz")]}
 
 
 def blockiness(images, block: int) -> float:
@@ -155,7 +155,7 @@ def markdown(result: dict) -> str:
             steps = r.get("steps") or {}
             top = f"{steps[max(steps)]:,}" if steps else "–"
             lines.append(f"| {v}: {what} | {r['wavelet']} | {r['test_bpd']:.3f} | {r['blockiness']['8']:.2f} | "
-                         f"{r['blockiness']['16']:.2f} | {top} | [photos256-{v}.png](beyond/photos256-{v}.png) |")
+                         f"{r['blockiness']['16']:.2f} | {top} | [photos256-{v}.jpg](beyond/photos256-{v}.jpg) |")
     return "\n".join(lines) + "\n"
 
 
