@@ -110,7 +110,10 @@ def test_two_ranks_data_parallel_in_one_level_match_one_process(tmp_path):
     assert "level 3 on ranks 0-1 (data-parallel)" in res.stderr
     _reference(tmp_path / "one", "3", steps=8, batch_size=15, precision="fp32")
     assert _checkpoint_step(tmp_path / "ddp", 3) == 8
-    assert _max_diff(_weights(tmp_path / "ddp", 3), _weights(tmp_path / "one", 3)) < 1e-6
+    # the ranks' slices are reduced in another order than one batch's sum: float32 rounding, which Adam's
+    # normalised steps carry over 8 steps, differs by CPU (up to about 1e-6 measured); a different batch or step
+    # would move the weights by the size of a step (about 1e-4 here)
+    assert _max_diff(_weights(tmp_path / "ddp", 3), _weights(tmp_path / "one", 3)) < 1e-5
     ck_ddp = torch.load(tmp_path / "ddp" / "level_03" / "checkpoint.pt", weights_only=False)
     ck_one = torch.load(tmp_path / "one" / "level_03" / "checkpoint.pt", weights_only=False)
     assert torch.equal(ck_ddp["rng"], ck_one["rng"])  # the same global batches were drawn
