@@ -248,18 +248,32 @@ def matched_glow_config(model_type: str, image_shape, n_bits: int, target: int,
                         n_scales: int | None = None) -> GlowConfig:
     """Our Glow of ``model_type`` (``glow`` or ``glow-residual``) with the width or steps per scale (see
     :data:`GLOWS`) that bring its parameters closest to ``target``; ``n_scales`` replaces the library's number of
-    scales (at most 3) when given."""
+    scales (at most 3) when given. Where Glow's narrowest width is still more than 15% over ``target``, its steps
+    per scale are reduced at that width."""
     _, field, values = next(v for v in GLOWS.values() if v[0] == model_type)
     scales = {"n_scales": n_scales} if n_scales else {}
+    best = _closest(model_type, image_shape, n_bits, target, {**scales}, field, values)
+    if best[1] > 1.15 * target and field != "n_steps":
+        # even its narrowest coupling networks are too many parameters (many scales: the 1×1 convolutions of the
+        # deep scales' channels dominate): fewer steps per scale at that width
+        best = _closest(model_type, image_shape, n_bits, target, {**scales, field: getattr(best[0], field)},
+                        "n_steps", range(1, 65))
+    return best[0]
+
+
+def _closest(model_type: str, image_shape, n_bits: int, target: int, fixed: dict, field: str,
+             values) -> tuple[GlowConfig, int]:
+    """The config (and its parameter count) whose ``field`` among ``values`` (ascending) brings the parameters
+    closest to ``target``, the other entries ``fixed``."""
     best = None
     for value in values:
-        cfg = default_config(model_type, tuple(image_shape), n_bits, {field: value, **scales})
+        cfg = default_config(model_type, tuple(image_shape), n_bits, {**fixed, field: value})
         p = count_params(build_model(model_type, cfg))
         if best is None or abs(p - target) < abs(best[1] - target):
             best = (cfg, p)
         if p > target:
             break
-    return best[0]
+    return best
 
 
 def matched_normflows_hidden(image_shape, n_scales: int, n_steps: int, target: int) -> int:

@@ -626,3 +626,16 @@ def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
     row = highres.run_one(16, 0, tmp_path, budget=3, batch=8, test_images=4)
     assert row["glow_n_scales"] == 2 and len(row["models"]) == 4  # log2(16) - 2 scales
     assert [len(m["curve"]) for m in row["models"]] == [3, 1, 1, 1] and row["longest_over_budget"] > 0
+
+
+def test_glow_at_the_published_scales_is_matched_in_parameters_at_256_px():
+    """At 256 px with 6 scales Glow's narrowest coupling networks are already too many parameters: its steps per
+    scale come down until the parameters match (within 15%), for both Glows."""
+    from benchmarks.contenders import count_params, matched_glow_config
+    from waveletflow.models import build_model
+
+    target = 2_372_388  # the 256x256 preset's Wavelet Flow
+    for model_type in ("glow", "glow-residual"):
+        cfg = matched_glow_config(model_type, (3, 256, 256), 8, target, 6)
+        assert cfg.n_scales == 6
+        assert abs(count_params(build_model(model_type, cfg)) / target - 1) < 0.15, model_type
