@@ -616,6 +616,11 @@ def test_highres_rows_pass_published_scales_resume_and_read_ratios_off_mean_curv
     assert "**64 px**, B = 300 s, batch 64, Glow with 4 scales, seeds 0, 1; the longest run took 1.01× its budget" in table
     assert f"| Glow | 2.00 M | 3.000 (2.000–4.000) | {300 / t:.2f}× | 2.00×, – | 1 of 2 |" in table
     assert "(Partial: 2 of 3 seeds" in table and "Not measured yet" in highres.markdown({"rows": []})
+    for r in result["rows"]:  # a Glow that ends worse than Wavelet Flow's first point: only a lower bound
+        r["models"][1]["curve"][-1]["test_bpd"] = 6.0
+    (glow,) = highres.ratios(result["rows"])
+    assert glow["lower_bound"] and glow["seeds_lower_bound"] == [True, True]
+    assert "| ≥ 4.00× | ≥ 4.00×, ≥ 4.00× | 2 of 2 |" in highres.markdown(result)
 
 
 def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
