@@ -226,26 +226,31 @@ QUESTIONS = {"the wavelet": ("default", "cdf53", "cdf97"),
 
 
 def answers(rows: list[dict], dataset: str) -> list[str]:
-    """One generated line per question: each variant's mean KID (a noisy one's after denoising) and bits/dim, the
-    lowest of each, and in how many seeds the lowest KID was lowest."""
+    """One generated line per question: each variant's mean KID (a noisy one's after denoising) and bits/dim over the
+    seeds every variant of the question ran, the lowest of each, and in how many of those seeds the lowest KID was
+    lowest."""
     out = []
     for question, variants in QUESTIONS.items():
         kids: dict[str, dict[int, float]] = {}
-        bpd: dict[str, float] = {}
+        bpds: dict[str, dict[int, float]] = {}
         for v in variants:
             source = "default" if same_as_default(dataset, v) else v
             k = kid_by_seed(rows, dataset, source)
             if k:
                 kids[v] = k
                 if not v.startswith("noise"):
-                    bpd[v] = statistics.mean(values(rows, dataset, source, lambda r: r["test_bpd"]))
+                    bpds[v] = {r["seed"]: r["test_bpd"] for r in rows if (r["dataset"], r["variant"]) == (dataset, source)}
         if len(kids) < 2:
             continue
-        mean = {v: statistics.mean(k.values()) for v, k in kids.items()}
+        seeds = sorted(set.intersection(*(set(k) for k in kids.values())))
+        if not seeds:
+            continue
+        mean = {v: statistics.mean(k[s] for s in seeds) for v, k in kids.items()}
+        bpd = {v: statistics.mean(b[s] for s in seeds) for v, b in bpds.items()}
         best = min(mean, key=mean.get)
-        seeds = set.intersection(*(set(k) for k in kids.values()))
         wins = sum(all(kids[best][s] <= kids[v][s] for v in kids) for s in seeds)
-        line = (f"- {dataset}, {question}: KID " + ", ".join(f"{v} {m:.4f}" for v, m in mean.items())
+        line = (f"- {dataset}, {question} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}): KID "
+                + ", ".join(f"{v} {m:.4f}" for v, m in mean.items())
                 + f"; lowest {best} (lowest in {wins} of {len(seeds)} seeds)")
         if len(bpd) > 1:
             line += f"; bits/dim lowest {min(bpd, key=bpd.get)} ({min(bpd.values()):.3f})"

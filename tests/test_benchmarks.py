@@ -310,8 +310,11 @@ def test_beyond_says_plainly_which_variants_score_better_than_the_strongest_glow
     assert "no Glow scored yet" in beyond.verdict(rows[4:], "mnist")
     lines = beyond.answers(rows, "mnist")
     assert len(lines) == 2  # mnist's context question has only its default here
-    assert lines[0].startswith("- mnist, the wavelet: KID default 0.0250, cdf97 0.0650; lowest default (lowest in 2 "
-                               "of 2 seeds); bits/dim lowest default (1.000)")
+    assert lines[0].startswith("- mnist, the wavelet (seeds 0, 1): KID default 0.0250, cdf97 0.0650; lowest default "
+                               "(lowest in 2 of 2 seeds); bits/dim lowest default (1.000)")
+    # a variant with fewer seeds: every mean is over the seeds all of the question's variants ran
+    partial = beyond.answers([r for r in rows if (r["variant"], r["seed"]) != ("cdf97", 1)], "mnist")
+    assert partial[0].startswith("- mnist, the wavelet (seed 0): KID default 0.0100, cdf97 0.0600;")
     assert "KID default 0.0250, noise-0.1 0.0015; lowest noise-0.1 (lowest in 2 of 2 seeds)" in lines[1]
     assert lines[1].endswith("denoising lowered KID in 2 of 2 runs.")
     grids = beyond.grids_markdown({"rows": rows})
