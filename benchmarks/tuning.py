@@ -1,7 +1,7 @@
 """Equal tuning: every contender gets the same small grid, each trial a short fresh run scored on validation images
 only, and the best trial of each then runs the full budget with three seeds.
 
-    python -m benchmarks tuning                    # the trials, then the final runs (resumable: rows are kept)
+    python -m benchmarks tuning                    # a data set at a time: its trials, then its final runs (resumable)
     python -m benchmarks tuning --report           # the tables, from the result file
 
 The grid, the same for every contender (Wavelet Flow, Glow, Glow with residual coupling, normflows' Glow): learning rate
@@ -223,55 +223,84 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
             f".train_for({budget}) in this process"}
 
 
+def schedule(datasets: list[str], models: list[str]) -> list[tuple[str, str, str, object]]:
+    """The order of the runs, ``(kind, dataset, model, trial or seed)``: a data set at a time, its trials and then
+    its final runs, the contenders taking turns (trial 1 of each, then trial 2 of each, ...; seed 0 of each, then
+    seed 1 ...). A benchmark that stops part-way has then run the contenders of a data set equally far, and runs
+    resumed on another machine fall on every contender alike.
+
+    >>> [(k, m, t) for k, _, m, t in schedule(["mnist"], ["a", "b"])][:3]
+    [('trial', 'a', (0.001, 0.5, 16)), ('trial', 'b', (0.001, 0.5, 16)), ('trial', 'a', (0.001, 0.5, 32))]
+    """
+    out: list[tuple[str, str, str, object]] = []
+    for dataset in datasets:
+        out += [("trial", dataset, m, t) for t in trials() for m in models]
+        out += [("final", dataset, m, s) for s in SEEDS for m in models]
+    return out
+
+
 def run_all(datasets: list[str], models: list[str], work: Path) -> None:
-    """Every trial, then every final run, skipping the rows the result file holds."""
-    for dataset in datasets:
+    """Every run of :func:`schedule`, skipping the rows the result file holds."""
+    for kind, dataset, model, what in schedule(datasets, models):
         shape = SHAPES[dataset]
-        for model in models:
-            base = base_config(model, shape, TRIAL_S)
-            for lr, depth, batch in trials():
-                k = trial_key(dataset, model, lr, depth, batch)
-                if k in {r["key"] for r in rowfile.load(RESULTS)["rows"]}:
-                    continue
-                got = train_and_score(dataset, model, reshaped(model, base, depth), lr, batch, TRIAL_S, 0,
-                                      work / k.replace("/", "_"), "val")
-                row = {"key": k, "kind": "trial", "dataset": dataset, "model": model, "lr": lr, "depth": depth,
-                       "batch": batch, "budget_s": TRIAL_S, "seed": 0, "val_bpd": got.pop("bpd"), **got}
-                rowfile.add(RESULTS, row, machine())
-                print(f"[tuning] {k}: validation {row['val_bpd']:.4f} bits/dim", flush=True)
-    for dataset in datasets:
-        shape = SHAPES[dataset]
-        for model in models:
-            best = best_trial(rowfile.load(RESULTS)["rows"], dataset, model)
-            config = reshaped(model, base_config(model, shape, BUDGET_S), best["depth"])
-            for seed in SEEDS:
-                k = final_key(dataset, model, seed)
-                if k in {r["key"] for r in rowfile.load(RESULTS)["rows"]}:
-                    continue
-                got = train_and_score(dataset, model, config, best["lr"], best["batch"], BUDGET_S, seed,
-                                      work / k.replace("/", "_"), "test")
-                row = {"key": k, "kind": "final", "dataset": dataset, "model": model, "budget_s": BUDGET_S,
-                       "seed": seed, "tuning": {"lr": best["lr"], "depth": best["depth"], "batch": best["batch"],
-                                                "val_bpd": best["val_bpd"], "trial": best["key"]},
-                       "bits_per_dim": got.pop("bpd"), "cpu": machine(), **got}
-                rowfile.add(RESULTS, row, machine())
-                print(f"[tuning] {k}: test {row['bits_per_dim']:.4f} bits/dim", flush=True)
+        done = {r["key"] for r in rowfile.load(RESULTS)["rows"]}
+        if kind == "trial":
+            lr, depth, batch = what
+            k = trial_key(dataset, model, lr, depth, batch)
+            if k in done:
+                continue
+            got = train_and_score(dataset, model, reshaped(model, base_config(model, shape, TRIAL_S), depth), lr,
+                                  batch, TRIAL_S, 0, work / k.replace("/", "_"), "val")
+            row = {"key": k, "kind": "trial", "dataset": dataset, "model": model, "lr": lr, "depth": depth,
+                   "batch": batch, "budget_s": TRIAL_S, "seed": 0, "val_bpd": got.pop("bpd"), **got}
+            rowfile.add(RESULTS, row, machine())
+            print(f"[tuning] {k}: validation {row['val_bpd']:.4f} bits/dim", flush=True)
+            continue
+        seed = what
+        k = final_key(dataset, model, seed)
+        if k in done:
+            continue
+        best = best_trial(rowfile.load(RESULTS)["rows"], dataset, model)
+        config = reshaped(model, base_config(model, shape, BUDGET_S), best["depth"])
+        got = train_and_score(dataset, model, config, best["lr"], best["batch"], BUDGET_S, seed,
+                              work / k.replace("/", "_"), "test")
+        row = {"key": k, "kind": "final", "dataset": dataset, "model": model, "budget_s": BUDGET_S,
+               "seed": seed, "tuning": {"lr": best["lr"], "depth": best["depth"], "batch": best["batch"],
+                                        "val_bpd": best["val_bpd"], "trial": best["key"]},
+               "bits_per_dim": got.pop("bpd"), **got}
+        rowfile.add(RESULTS, row, machine())
+        print(f"[tuning] {k}: test {row['bits_per_dim']:.4f} bits/dim", flush=True)
+
+
+def machines(rows: list[dict], dataset: str) -> str:
+    """Which machine ran a data set's trials and its final runs (each with its count where there were several:
+    at equal wall-clock a faster machine trains more steps, so such runs are not alike)."""
+    parts = []
+    for kind, name in (("trial", "trials"), ("final", "final runs")):
+        cpus = [r.get("cpu", "?") for r in rows if (r["kind"], r["dataset"]) == (kind, dataset)]
+        if cpus:
+            names = sorted(set(cpus), key=cpus.index)
+            parts.append(f"{name}: " + ("; ".join(f"{c} ({cpus.count(c)} runs)" for c in names)
+                                        if len(names) > 1 else names[0]))
+    return f"{dataset}: " + ", ".join(parts)
 
 
 # ----- the report ------------------------------------------------------------------------------------------
 def markdown(result: dict) -> str:
     rows = result.get("rows", [])
     if not rows:
-        return ("Not measured yet: `python -m benchmarks tuning` runs the grid for every contender (about 6 hours on "
-                "two CPU cores; resumable), and these tables are then generated from `benchmarks/results/tuning.json`.\n")
-    lines = [f"Machine: {result.get('machine', '?')}  ",
+        return ("Not measured yet: `python -m benchmarks tuning` runs the grid for every contender (about 3 hours per "
+                "data set on two CPU cores; resumable), and these tables are then generated from "
+                "`benchmarks/results/tuning.json`.\n")
+    datasets = [d for d in DATA if any(r["dataset"] == d for r in rows)]
+    lines = ["Machines: " + "; ".join(machines(rows, d) for d in datasets) + "  ",
              f"Command: `python -m benchmarks tuning`: {len(trials())} trials of {TRIAL_S} s per contender "
              f"(learning rate × depth at the same parameters × batch), scored on the validation images; the best "
              f"trial's settings then train for {BUDGET_S} s, seeds {', '.join(map(str, SEEDS))}, tested on the test "
              "images (mean, lowest–highest).", "",
              "| data | model | trials run | best trial: lr, depth, batch | its validation bits/dim | "
              "validation bits/dim of the trials (best–worst) | test bits/dim, tuned |", "| --- " * 7 + "|"]
-    for d in [d for d in DATA if any(r["dataset"] == d for r in rows)]:
+    for d in datasets:
         for m, name in CONTENDERS.items():
             mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (d, m)]
             if not mine:

@@ -489,6 +489,31 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
     assert "Not measured yet" in tuning.markdown({"rows": []})
 
 
+def test_tuning_runs_the_contenders_in_turn_and_names_each_data_sets_machines(tmp_path, monkeypatch):
+    """Stopped part-way, the contenders of a data set have run equally far; a data set's trials come before its
+    final runs and before the next data set; the table says which machines ran what."""
+    from benchmarks import tuning
+
+    order = tuning.schedule(["mnist", "cifar10"], ["waveletflow", "glow"])
+    n = len(tuning.trials())
+    assert len(order) == 2 * (2 * n + 2 * len(tuning.SEEDS))
+    for i in range(0, 2 * n, 2):
+        assert [m for _, _, m, _ in order[i : i + 2]] == ["waveletflow", "glow"] and order[i][3] == order[i + 1][3]
+    kinds = [(k, d) for k, d, _, _ in order]
+    assert kinds == sorted(kinds, key=lambda kd: (kd[1] != "mnist", kd[0] != "trial"))
+    monkeypatch.setattr(tuning, "RESULTS", tmp_path / "tuning.json")
+    cpus = iter(["cpu A"] * 5 + ["cpu B"] * 100)
+    monkeypatch.setattr(tuning, "machine", lambda: next(cpus))
+
+    def fake(dataset, model, config, lr, batch, budget, seed, run, split):
+        return {"bpd": 2.0 + lr, "images": 10, "wall_s": 1.0, "params": 5, "command": "waveletflow train ..."}
+
+    monkeypatch.setattr(tuning, "train_and_score", fake)
+    tuning.run_all(["mnist"], ["waveletflow", "glow"], tmp_path)
+    table = tuning.markdown(json.loads((tmp_path / "tuning.json").read_text()))
+    assert "Machines: mnist: trials: cpu A (5 runs); cpu B (31 runs), final runs: cpu B  " in table
+
+
 def test_normflows_glow_trains_with_our_recipe():
     """The peer's Glow gets Polyak averaging and the final decay: the learning rate falls linearly to zero over the
     last 30% of a training call, and test figures use the averaged weights."""
