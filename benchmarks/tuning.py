@@ -26,8 +26,10 @@ tested on MNIST's first 2000 and the CIFAR-10 subset's 1017 test images. Every t
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -135,6 +137,12 @@ def reshaped(model_type: str, config: dict, depth: float) -> dict:
     return _closest_width(model_type, config, target, set_glow_width, None)
 
 
+@functools.lru_cache(maxsize=None)
+def _shape(model_type: str, shape: tuple[int, int, int], budget_s: float, depth: float) -> str:
+    """:func:`reshaped` of :func:`base_config`, as JSON: computed once per contender, budget and depth of a run."""
+    return json.dumps(reshaped(model_type, base_config(model_type, shape, budget_s), depth))
+
+
 # ----- the runs --------------------------------------------------------------------------------------------
 def trials() -> list[tuple[float, float, int]]:
     """(learning rate, depth, batch) of every trial: the same grid for every contender."""
@@ -150,11 +158,13 @@ def final_key(dataset: str, model: str, seed: int) -> str:
 
 
 def best_trial(rows: list[dict], dataset: str, model: str) -> dict | None:
-    """The trial of ``model`` on ``dataset`` with the lowest validation bits/dim (None before every trial ran)."""
+    """The trial of ``model`` on ``dataset`` with the lowest validation bits/dim (None before every trial ran;
+    a trial that diverged before it had a figure never wins)."""
     mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (dataset, model)]
-    if len(mine) < len(trials()):
+    scored = [r for r in mine if r["val_bpd"] is not None]
+    if len(mine) < len(trials()) or not scored:
         return None
-    return min(mine, key=lambda r: r["val_bpd"])
+    return min(scored, key=lambda r: r["val_bpd"])
 
 
 def _env() -> dict:
@@ -163,11 +173,20 @@ def _env() -> dict:
     return env
 
 
-def _run(cmd: list[str]) -> str:
+#: the errors of ``train`` that end a trial, not the benchmark: a learning rate of the grid too high for a shape
+DIVERGED = ("non-finite",)
+
+
+def _run(cmd: list[str], allowed: tuple[str, ...] = ()) -> tuple[str, str | None]:
+    """The command's output and None; or, when it failed with an error line that holds one of ``allowed``, its
+    output and that line. Any other failure stops the benchmark."""
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed: {done.stderr[-2000:]}")
-    return done.stdout
+    if done.returncode == 0:
+        return done.stdout, None
+    lines = done.stderr.strip().splitlines()
+    if lines and any(a in lines[-1] for a in allowed):
+        return done.stdout, lines[-1]
+    raise SystemExit(f"{' '.join(cmd[:3])} failed: {done.stderr[-2000:]}")
 
 
 def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: int, budget: int, seed: int,
@@ -189,12 +208,19 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
         evaluate += ["--limit", str(TEST_LIMIT)]
     print("[tuning]", " ".join(train), flush=True)
     t0 = time.perf_counter()
-    _run(train)
+    _, diverged = _run(train, DIVERGED)
     wall = time.perf_counter() - t0
-    res = json.loads(_run(evaluate))
     shown = [{str(run): "RUN", str(cfg): "SHAPE.json"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
-    return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], "wall_s": round(wall, 1),
-            "params": _params(model, config), "command": " ".join(shown)}
+    out = {"wall_s": round(wall, 1), "params": _params(model, config), "command": " ".join(shown)}
+    if diverged:  # its last good checkpoint, if it wrote one, is what it trained
+        out["diverged"] = diverged
+        done = subprocess.run(evaluate, env=_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"bpd": None, "images": 0, **out}
+        res = json.loads(done.stdout)
+    else:
+        res = json.loads(_run(evaluate)[0])
+    return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], **out}
 
 
 def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: int, seed: int, split: str) -> dict:
@@ -217,7 +243,8 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
     glow.train_for(max(0.0, budget - (time.perf_counter() - t0) - t_val))
     wall = time.perf_counter() - t0
     images = data.x_train[n - glow.n_val:] if split == "val" else data.x_test[:TEST_LIMIT]
-    return {"bpd": round(glow.test_bpd(images, best=True), 5), "images": len(images), "wall_s": round(wall, 1),
+    bpd = glow.test_bpd(images, best=True)
+    return {"bpd": round(bpd, 5) if math.isfinite(bpd) else None, "images": len(images), "wall_s": round(wall, 1),
             "params": glow.params(), "command": f"NormflowsGlow(n_scales={config['n_scales']}, "
             f"n_steps={config['n_steps']}, hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"
             f".train_for({budget}) in this process"}
@@ -249,19 +276,22 @@ def run_all(datasets: list[str], models: list[str], work: Path) -> None:
             k = trial_key(dataset, model, lr, depth, batch)
             if k in done:
                 continue
-            got = train_and_score(dataset, model, reshaped(model, base_config(model, shape, TRIAL_S), depth), lr,
+            got = train_and_score(dataset, model, json.loads(_shape(model, shape, TRIAL_S, depth)), lr,
                                   batch, TRIAL_S, 0, work / k.replace("/", "_"), "val")
             row = {"key": k, "kind": "trial", "dataset": dataset, "model": model, "lr": lr, "depth": depth,
                    "batch": batch, "budget_s": TRIAL_S, "seed": 0, "val_bpd": got.pop("bpd"), **got}
             rowfile.add(RESULTS, row, machine())
-            print(f"[tuning] {k}: validation {row['val_bpd']:.4f} bits/dim", flush=True)
+            print(f"[tuning] {k}: validation " + (f"{row['val_bpd']:.4f} bits/dim" if row["val_bpd"] is not None
+                                                   else "none (diverged)"), flush=True)
             continue
         seed = what
         k = final_key(dataset, model, seed)
         if k in done:
             continue
         best = best_trial(rowfile.load(RESULTS)["rows"], dataset, model)
-        config = reshaped(model, base_config(model, shape, BUDGET_S), best["depth"])
+        if best is None:
+            raise SystemExit(f"error: every trial of {model} on {dataset} diverged; no setting to train")
+        config = json.loads(_shape(model, shape, BUDGET_S, best["depth"]))
         got = train_and_score(dataset, model, config, best["lr"], best["batch"], BUDGET_S, seed,
                               work / k.replace("/", "_"), "test")
         row = {"key": k, "kind": "final", "dataset": dataset, "model": model, "budget_s": BUDGET_S,
@@ -305,11 +335,18 @@ def markdown(result: dict) -> str:
             mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (d, m)]
             if not mine:
                 continue
-            best = min(mine, key=lambda r: r["val_bpd"])
-            worst = max(r["val_bpd"] for r in mine)
+            scored = [r["val_bpd"] for r in mine if r["val_bpd"] is not None]
+            diverged = sum(1 for r in mine if r.get("diverged") or r["val_bpd"] is None)
+            if not scored:
+                lines.append(f"| {d} | {name} | {len(mine)} of {len(trials())} (all diverged) | – | – | – | – |")
+                continue
+            best = min((r for r in mine if r["val_bpd"] is not None), key=lambda r: r["val_bpd"])
+            worst = max(scored)
             finals = [r["bits_per_dim"] for r in sorted(rows, key=lambda r: r.get("seed", 0))
-                      if r["kind"] == "final" and (r["dataset"], r["model"]) == (d, m)]
-            lines.append(f"| {d} | {name} | {len(mine)} of {len(trials())} | {best['lr']:g}, ×{best['depth']:g}, "
+                      if r["kind"] == "final" and (r["dataset"], r["model"]) == (d, m)
+                      and r["bits_per_dim"] is not None]
+            ran = f"{len(mine)} of {len(trials())}" + (f" ({diverged} diverged)" if diverged else "")
+            lines.append(f"| {d} | {name} | {ran} | {best['lr']:g}, ×{best['depth']:g}, "
                          f"{best['batch']} | {best['val_bpd']:.3f} | {best['val_bpd']:.3f}–{worst:.3f} | "
                          f"{cell(finals)} |")
     return "\n".join(lines) + "\n"

@@ -489,6 +489,32 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
     assert "Not measured yet" in tuning.markdown({"rows": []})
 
 
+def test_a_diverged_trial_is_recorded_and_never_wins(tmp_path, monkeypatch):
+    """A learning rate of the grid that makes ``train`` fail with a non-finite loss ends that trial, not the
+    benchmark; any other failure stops it. A trial without a figure never becomes the best."""
+    import sys
+
+    from benchmarks import tuning
+
+    fail = [sys.executable, "-c", "import sys; sys.exit('error: level 2: the loss stayed non-finite; lower --lr')"]
+    assert tuning._run(fail, tuning.DIVERGED) == ("", "error: level 2: the loss stayed non-finite; lower --lr")
+    with pytest.raises(SystemExit):
+        tuning._run([sys.executable, "-c", "import sys; sys.exit('error: something else')"], tuning.DIVERGED)
+    monkeypatch.setattr(tuning, "RESULTS", tmp_path / "tuning.json")
+
+    def fake(dataset, model, config, lr, batch, budget, seed, run, split):
+        bpd = None if lr == 0.004 else 2.0 - lr
+        return {"bpd": bpd, "images": 10, "wall_s": 1.0, "params": 5, "command": "waveletflow train ...",
+                **({"diverged": "error: non-finite"} if bpd is None else {})}
+
+    monkeypatch.setattr(tuning, "train_and_score", fake)
+    tuning.run_all(["mnist"], ["glow"], tmp_path)
+    rows = json.loads((tmp_path / "tuning.json").read_text())["rows"]
+    assert sum(r["val_bpd"] is None for r in rows if r["kind"] == "trial") == 6
+    assert tuning.best_trial(rows, "mnist", "glow")["lr"] == 0.002
+    assert "| mnist | Glow | 18 of 18 (6 diverged) | 0.002, " in tuning.markdown({"rows": rows})
+
+
 def test_tuning_runs_the_contenders_in_turn_and_names_each_data_sets_machines(tmp_path, monkeypatch):
     """Stopped part-way, the contenders of a data set have run equally far; a data set's trials come before its
     final runs and before the next data set; the table says which machines ran what."""
