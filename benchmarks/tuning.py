@@ -349,6 +349,12 @@ def markdown(result: dict) -> str:
             lines.append(f"| {d} | {name} | {ran} | {best['lr']:g}, ×{best['depth']:g}, "
                          f"{best['batch']} | {best['val_bpd']:.3f} | {best['val_bpd']:.3f}–{worst:.3f} | "
                          f"{cell(finals)} |")
+    for d in datasets:
+        ran = sum(1 for r in rows if r["kind"] == "trial" and r["dataset"] == d)
+        whole = len(trials()) * len(CONTENDERS)
+        if ran < whole:
+            lines += ["", f"Partial on {d}: {ran} of {whole} trials have run (the contenders in turn), so each "
+                      "best trial is the best so far; the final runs start when every trial has run."]
     return "\n".join(lines) + "\n"
 
 

@@ -512,7 +512,9 @@ def test_a_diverged_trial_is_recorded_and_never_wins(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "tuning.json").read_text())["rows"]
     assert sum(r["val_bpd"] is None for r in rows if r["kind"] == "trial") == 6
     assert tuning.best_trial(rows, "mnist", "glow")["lr"] == 0.002
-    assert "| mnist | Glow | 18 of 18 (6 diverged) | 0.002, " in tuning.markdown({"rows": rows})
+    table = tuning.markdown({"rows": rows})
+    assert "| mnist | Glow | 18 of 18 (6 diverged) | 0.002, " in table
+    assert "Partial on mnist: 18 of 72 trials have run" in table  # the other contenders' trials are not there
 
 
 def test_tuning_runs_the_contenders_in_turn_and_names_each_data_sets_machines(tmp_path, monkeypatch):
