@@ -177,14 +177,14 @@ def _env() -> dict:
 DIVERGED = ("non-finite",)
 
 
-def _run(cmd: list[str], allowed: tuple[str, ...] = ()) -> tuple[str, str | None]:
-    """The command's output and None; or, when it failed with an error line that holds one of ``allowed``, its
-    output and that line. Any other failure stops the benchmark."""
+def _run(cmd: list[str], allowed: tuple[str, ...] = (), fatal: bool = True) -> tuple[str, str | None]:
+    """The command's output and None; or, when it failed with an error line that holds one of ``allowed`` (any
+    error line when not ``fatal``), its output and that line. Any other failure stops the benchmark."""
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     if done.returncode == 0:
         return done.stdout, None
-    lines = done.stderr.strip().splitlines()
-    if lines and any(a in lines[-1] for a in allowed):
+    lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+    if not fatal or any(a in lines[-1] for a in allowed):
         return done.stdout, lines[-1]
     raise SystemExit(f"{' '.join(cmd[:3])} failed: {done.stderr[-2000:]}")
 
@@ -211,16 +211,26 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
     _, diverged = _run(train, DIVERGED)
     wall = time.perf_counter() - t0
     shown = [{str(run): "RUN", str(cfg): "SHAPE.json"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
-    out = {"wall_s": round(wall, 1), "params": _params(model, config), "command": " ".join(shown)}
+    out = {"wall_s": round(wall, 1), "params": _params(model, config), "steps": steps_of(run),
+           "command": " ".join(shown)}
     if diverged:  # its last good checkpoint, if it wrote one, is what it trained
         out["diverged"] = diverged
-        done = subprocess.run(evaluate, env=_env(), capture_output=True, text=True)
-        if done.returncode != 0:
-            return {"bpd": None, "images": 0, **out}
-        res = json.loads(done.stdout)
-    else:
-        res = json.loads(_run(evaluate)[0])
+    scored, failed = _run(evaluate, fatal=not diverged)
+    if failed:  # a diverged run that wrote no checkpoint has no figure
+        return {"bpd": None, "images": 0, **out}
+    res = json.loads(scored)
     return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], **out}
+
+
+def steps_of(run: Path) -> dict[str, int]:
+    """Each level's optimiser steps, from the state files a run of ``train`` leaves (none for a level without)."""
+    out = {}
+    for level in sorted(run.glob("level_*")):
+        try:
+            out[level.name] = int(json.loads((level / "state.json").read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
 
 
 def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: int, seed: int, split: str) -> dict:
@@ -245,7 +255,7 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
     images = data.x_train[n - glow.n_val:] if split == "val" else data.x_test[:TEST_LIMIT]
     bpd = glow.test_bpd(images, best=True)
     return {"bpd": round(bpd, 5) if math.isfinite(bpd) else None, "images": len(images), "wall_s": round(wall, 1),
-            "params": glow.params(), "command": f"NormflowsGlow(n_scales={config['n_scales']}, "
+            "params": glow.params(), "steps": {"level_00": glow.step}, "command": f"NormflowsGlow(n_scales={config['n_scales']}, "
             f"n_steps={config['n_steps']}, hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"
             f".train_for({budget}) in this process"}
 
@@ -349,16 +359,90 @@ def markdown(result: dict) -> str:
             lines.append(f"| {d} | {name} | {ran} | {best['lr']:g}, ×{best['depth']:g}, "
                          f"{best['batch']} | {best['val_bpd']:.3f} | {best['val_bpd']:.3f}–{worst:.3f} | "
                          f"{cell(finals)} |")
+    finals = [r for r in rows if r["kind"] == "final" and r["seed"] == SEEDS[0]]
+    if finals:
+        lines += ["", f"The final runs of seed {SEEDS[0]}: parameters and optimiser steps in {BUDGET_S} s (per level "
+                  "for Wavelet Flow; the machine decides them, so they say how far each model got):", "",
+                  "| data | model | parameters | optimiser steps |", "| --- " * 4 + "|"]
+        for r in sorted(finals, key=lambda r: (list(DATA).index(r["dataset"]), list(CONTENDERS).index(r["model"]))):
+            steps = ", ".join(str(n) for n in r.get("steps", {}).values()) or "–"
+            lines.append(f"| {r['dataset']} | {CONTENDERS[r['model']]} | {r['params'] / 1e6:.2f} M | {steps} |")
     for d in datasets:
         ran = sum(1 for r in rows if r["kind"] == "trial" and r["dataset"] == d)
         whole = len(trials()) * len(CONTENDERS)
         if ran < whole:
             lines += ["", f"Partial on {d}: {ran} of {whole} trials have run (the contenders in turn), so each "
                       "best trial is the best so far; the final runs start when every trial has run."]
+        edges = grid_edges(rows, d)
+        if edges:
+            lines += ["", edges]
+        said = verdict(rows, d)
+        if said:
+            lines += ["", said]
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"tuning": markdown}
+def grid_edges(rows: list[dict], dataset: str) -> str:
+    """Which contenders' best trial lies on the grid's edge in learning rate or depth: there a wider grid might
+    have found better, for whichever contender it is (empty while no contender has run every trial)."""
+    edges: dict[str, list[str]] = {}
+    complete = 0
+    for m, name in CONTENDERS.items():
+        best = best_trial(rows, dataset, m)
+        if best is None:
+            continue
+        complete += 1
+        for what, grid, value in (("learning rate", LRS, best["lr"]), ("depth", DEPTHS, best["depth"])):
+            if value in (min(grid), max(grid)):
+                edges.setdefault(f"{what} {value:g}" if what == "learning rate" else f"depth ×{value:g}",
+                                 []).append(name)
+    if not complete:
+        return ""
+    if not edges:
+        return f"On {dataset} every best trial lies inside the grid in learning rate and depth."
+    said = "; ".join(f"{k} for {', '.join(v)}" for k, v in edges.items())
+    return (f"On {dataset} some best trials lie on the grid's edge (a wider grid might do better there): {said}.")
+
+
+def verdict(rows: list[dict], dataset: str) -> str:
+    """Tuned Wavelet Flow against the strongest tuned Glow on ``dataset``, seed by seed, at the same budget; empty
+    until Wavelet Flow and a Glow both have every seed's final run."""
+    finals = {(r["model"], r["seed"]): r["bits_per_dim"] for r in rows
+              if r["kind"] == "final" and r["dataset"] == dataset and r["bits_per_dim"] is not None}
+    complete = [m for m in CONTENDERS if all((m, s) in finals for s in SEEDS)]
+    glows = [m for m in complete if m != "waveletflow"]
+    if "waveletflow" not in complete or not glows:
+        return ""
+    mean = {m: sum(finals[m, s] for s in SEEDS) / len(SEEDS) for m in complete}
+    strongest = min(glows, key=mean.get)
+    diffs = [finals[strongest, s] - finals["waveletflow", s] for s in SEEDS]
+    ahead = sum(d > 0 for d in diffs)
+    gap = mean[strongest] - mean["waveletflow"]
+    return (f"Plainly, on {dataset} after equal tuning ({BUDGET_S} s, seeds {', '.join(map(str, SEEDS))}): the "
+            f"strongest tuned Glow is {CONTENDERS[strongest]} ({mean[strongest]:.3f}); Wavelet Flow "
+            f"({mean['waveletflow']:.3f}) is {'ahead of' if gap > 0 else 'behind'} it by {abs(gap):.3f} bits/dim "
+            f"on average, ahead in {ahead} of {len(SEEDS)} seeds (seed by seed, the Glow's figure minus Wavelet "
+            f"Flow's: {', '.join(f'{d:+.3f}' for d in diffs)}; above 0, Wavelet Flow is ahead).")
+
+
+def summary(result: dict) -> str:
+    """The README's lines: each data set's verdict after equal tuning, or how far its tuning has run."""
+    rows = result.get("rows", [])
+    lines = []
+    for d in DATA:
+        said = verdict(rows, d)
+        if said:
+            said = f"{said[:-1]}; {machines(rows, d)}."
+        else:
+            ran = sum(1 for r in rows if r["kind"] == "trial" and r["dataset"] == d)
+            finals = sum(1 for r in rows if r["kind"] == "final" and r["dataset"] == d)
+            said = (f"On {d}, equal tuning has not finished: {ran} of {len(trials()) * len(CONTENDERS)} trials and "
+                    f"{finals} of {len(SEEDS) * len(CONTENDERS)} final runs are in `benchmarks/results/tuning.json`.")
+        lines.append(said)
+    return "\n\n".join(lines) + "\n"
+
+
+BLOCKS = {"tuning": markdown, "tuning-summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:

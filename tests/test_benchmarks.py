@@ -468,7 +468,8 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
         calls.append((model, lr, batch, budget, seed, split))
         # the lowest validation figure: lr 0.004 with batch 32 and twice the depth
         bpd = 2.0 - (lr == 0.004) * 0.1 - (batch == 32) * 0.05 - (config.get("n_steps", 0) > 8) * 0.01
-        return {"bpd": bpd, "images": 10, "wall_s": 1.0, "params": 5, "command": "waveletflow train ..."}
+        return {"bpd": bpd, "images": 10, "wall_s": 1.0, "params": 5_000_000, "command": "waveletflow train ...",
+                "steps": {"level_00": 1000 + seed}}
 
     monkeypatch.setattr(tuning, "train_and_score", fake)
     tuning.run_all(["mnist"], ["glow"], tmp_path)
@@ -486,7 +487,45 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
     assert calls == []
     table = tuning.markdown(json.loads((tmp_path / "tuning.json").read_text()))
     assert "| mnist | Glow | 18 of 18 | 0.004, ×2, 32 | 1.840 | 1.840–2.000 | 1.840 (1.840–1.840) |" in table
+    assert "learning rate 0.004 for Glow; depth ×2 for Glow." in table  # the best trial is on the grid's edge
+    assert "| mnist | Glow | 5.00 M | 1000 |" in table  # seed 0's final run: how far it got
+    assert "Plainly" not in table  # no Wavelet Flow to compare with
     assert "Not measured yet" in tuning.markdown({"rows": []})
+
+
+def test_tuning_rows_record_each_levels_steps(tmp_path):
+    from benchmarks import tuning
+
+    for level, step in (("level_00", 12), ("level_01", 345)):
+        (tmp_path / level).mkdir()
+        (tmp_path / level / "state.json").write_text(json.dumps({"step": step, "best_step": 10}))
+    (tmp_path / "level_02").mkdir()  # a level killed before its first state file
+    assert tuning.steps_of(tmp_path) == {"level_00": 12, "level_01": 345}
+
+
+def test_tuning_verdict_compares_tuned_wavelet_flow_with_the_strongest_glow_seed_by_seed():
+    """The generated sentence names the Glow with the lowest mean, the mean gap and its sign, and in how many seeds
+    Wavelet Flow is ahead; it says nothing until both have every seed."""
+    from benchmarks import tuning
+
+    def final(model, seed, bpd):
+        return {"kind": "final", "dataset": "mnist", "model": model, "seed": seed, "bits_per_dim": bpd}
+
+    rows = [final("waveletflow", s, b) for s, b in zip(tuning.SEEDS, (1.50, 1.40, 1.45))]
+    rows += [final("glow", s, b) for s, b in zip(tuning.SEEDS, (1.60, 1.60, 1.60))]
+    rows += [final("glow-residual", s, b) for s, b in zip(tuning.SEEDS, (1.46, 1.44, 1.47))]
+    said = tuning.verdict(rows, "mnist")
+    assert "strongest tuned Glow is Glow (residual coupling) (1.457)" in said
+    assert "Wavelet Flow (1.450) is ahead of it by 0.007 bits/dim" in said and "ahead in 2 of 3 seeds" in said
+    assert "-0.040, +0.040, +0.020" in said
+    worse = [dict(r, bits_per_dim=r["bits_per_dim"] + 0.1) if r["model"] == "waveletflow" else r for r in rows]
+    assert "is behind it by 0.093" in tuning.verdict(worse, "mnist") and "ahead in 0 of 3" in tuning.verdict(worse,
+                                                                                                        "mnist")
+    assert tuning.verdict(rows[:-1], "mnist").count("Glow (residual coupling)") == 0  # a seed missing: not compared
+    assert tuning.verdict(rows[:5], "mnist") == ""  # Wavelet Flow has all seeds, no Glow has
+    readme = tuning.summary({"rows": [dict(r, cpu="cpu A") for r in rows]})
+    assert "Plainly, on mnist after equal tuning" in readme and "; mnist: final runs: cpu A." in readme
+    assert "On cifar10, equal tuning has not finished: 0 of 72 trials and 0 of 12 final runs" in readme
 
 
 def test_a_diverged_trial_is_recorded_and_never_wins(tmp_path, monkeypatch):
