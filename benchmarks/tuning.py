@@ -20,7 +20,8 @@ Wavelet Flow's parameters (as in the defaults benchmark). The best trial's learn
 train the default model of the full budget (its capacity as ``--time-budget`` fits it, reshaped at the same
 parameters), seeds 0, 1, 2,
 tested on MNIST's first 2000 and the CIFAR-10 subset's 1017 test images. Every trial is in the result file
-(``benchmarks/results/tuning.json``): the search is recorded, not only its winner.
+(``benchmarks/results/tuning.json``), with its wall-clock time, parameters and each level's optimiser steps: the
+search is recorded, not only its winner.
 """
 
 from __future__ import annotations
