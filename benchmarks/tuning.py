@@ -256,8 +256,9 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
     images = data.x_train[n - glow.n_val:] if split == "val" else data.x_test[:TEST_LIMIT]
     bpd = glow.test_bpd(images, best=True)
     return {"bpd": round(bpd, 5) if math.isfinite(bpd) else None, "images": len(images), "wall_s": round(wall, 1),
-            "params": glow.params(), "steps": {"level_00": glow.step}, "command": f"NormflowsGlow(n_scales={config['n_scales']}, "
-            f"n_steps={config['n_steps']}, hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"
+            "params": glow.params(), "steps": {"level_00": glow.step},
+            "command": f"NormflowsGlow(n_scales={config['n_scales']}, n_steps={config['n_steps']}, "
+            f"hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"
             f".train_for({budget}) in this process"}
 
 
@@ -386,19 +387,16 @@ def markdown(result: dict) -> str:
 def grid_edges(rows: list[dict], dataset: str) -> str:
     """Which contenders' best trial lies on the grid's edge in learning rate or depth: there a wider grid might
     have found better, for whichever contender it is (empty while no contender has run every trial)."""
-    edges: dict[str, list[str]] = {}
-    complete = 0
-    for m, name in CONTENDERS.items():
-        best = best_trial(rows, dataset, m)
-        if best is None:
-            continue
-        complete += 1
-        for what, grid, value in (("learning rate", LRS, best["lr"]), ("depth", DEPTHS, best["depth"])):
-            if value in (min(grid), max(grid)):
-                edges.setdefault(f"{what} {value:g}" if what == "learning rate" else f"depth ×{value:g}",
-                                 []).append(name)
-    if not complete:
+    bests = {name: best_trial(rows, dataset, m) for m, name in CONTENDERS.items()}
+    bests = {name: best for name, best in bests.items() if best is not None}
+    if not bests:
         return ""
+    edges: dict[str, list[str]] = {}
+    for name, best in bests.items():
+        for label, grid, value in ((f"learning rate {best['lr']:g}", LRS, best["lr"]),
+                                   (f"depth ×{best['depth']:g}", DEPTHS, best["depth"])):
+            if value in (min(grid), max(grid)):
+                edges.setdefault(label, []).append(name)
     if not edges:
         return f"On {dataset} every best trial lies inside the grid in learning rate and depth."
     said = "; ".join(f"{k} for {', '.join(v)}" for k, v in edges.items())
