@@ -11,6 +11,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # ``pytest -n N``: N test processes share the cores, one thread each
+    torch.set_num_threads(1)
+
 
 def shared_file(name: str) -> Path:
     """A file of the shared datasets folder; the test is skipped when it is absent."""

@@ -14,7 +14,7 @@ def test_benchmark_produces_every_figure(tmp_path):
 
     assert main(["--quick", "--datasets", "mnist", "--budget", "2", "--points", "1", "--test-images", "20",
                  "--throughput-sizes", "16", "--memory-sizes", "16", "--sampling-cases", "16:2",
-                 "--ablation", "--ablation-budget", "2", "--batch", "8", "--lr", "0.0015", "--warmup", "7",
+                 "--ablation", "--ablation-budget", "1", "--ablation-variants", "3,4", "--batch", "8", "--lr", "0.0015", "--warmup", "7",
                  "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     (ttq,) = res["time_to_quality"]
@@ -48,7 +48,7 @@ def test_benchmark_produces_every_figure(tmp_path):
     from benchmarks.ablation import VARIANTS
 
     ablation = res["ablation"]
-    assert [r["variant"] for r in ablation["variants"]] == list(VARIANTS)
+    assert [r["variant"] for r in ablation["variants"]] == list(VARIANTS)[3:5]  # the variants asked for
     assert all(len(r["test_bpd"]) == 1 and r["mean"] > 0 and r["spread"] == 0 for r in ablation["variants"])
     assert "Ablation: mnist" in (tmp_path / "results.md").read_text()
 
@@ -104,7 +104,7 @@ def test_highres_benchmark_sections(tmp_path):
     pytest.importorskip("normflows")
     from benchmarks.run import main
 
-    assert main(["--highres", "--quick", "--highres-sizes", "16", "--highres-budget", "3", "--highres-batch", "8",
+    assert main(["--highres", "--quick", "--highres-sizes", "16", "--highres-budget", "1", "--highres-batch", "8",
                  "--points", "1", "--test-images", "4", "--keep-best-every", "2", "--out", str(tmp_path)]) == 0
     assert not (tmp_path / "results.json").exists()  # the main results are left alone
     res = json.loads((tmp_path / "results_highres.json").read_text())
@@ -127,7 +127,7 @@ def test_mrcnf_benchmark_section(tmp_path):
     shared_file("mnist.npz")
     from benchmarks.run import main
 
-    assert main(["--mrcnf", "--quick", "--budget", "4", "--points", "1", "--test-images", "8",
+    assert main(["--mrcnf", "--quick", "--budget", "2", "--points", "1", "--test-images", "8",
                  "--out", str(tmp_path)]) == 0
     assert not (tmp_path / "results.json").exists()  # the main results are left alone
     res = json.loads((tmp_path / "results_mrcnf.json").read_text())
@@ -723,7 +723,7 @@ def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
     pytest.importorskip("normflows")
     from benchmarks import highres
 
-    row = highres.run_one(16, 0, tmp_path, budget=3, batch=8, test_images=4)
+    row = highres.run_one(16, 0, tmp_path, budget=1, batch=8, test_images=4)
     assert row["glow_n_scales"] == 2 and len(row["models"]) == 4  # log2(16) - 2 scales
     assert [len(m["curve"]) for m in row["models"]] == [3, 1, 1, 1] and row["longest_over_budget"] > 0
 

@@ -239,13 +239,13 @@ def test_info_says_what_is_wrong(workspace, capsys):
 def test_other_data_only_when_asked(workspace, capsys):
     run = workspace / "run"
     code, _, err = run_cli(capsys, ["train", "--data", workspace / "other.npz", "--out", run, "--steps", "4", "--quiet",
-                                    "--no-curves", "--allow-other-data"])
+                                    "--no-curves", "--allow-other-data", "--parallel", "1"])
     assert code == 0 and "--allow-other-data" in err
     assert json.loads((run / "level_00" / "state.json").read_text())["step"] == 4
     assert json.loads((run / "run.json").read_text())["data"] == "digits"  # what the run was made with
     # the same data under another name is the same data
     (workspace / "tiny.json").write_text(json.dumps(TINY_WF))
-    args = ["--out", workspace / "r2", "--quiet", "--no-curves", "--config", workspace / "tiny.json"]
+    args = ["--out", workspace / "r2", "--quiet", "--no-curves", "--config", workspace / "tiny.json", "--parallel", "1"]
     assert run_cli(capsys, ["train", "--data", workspace / "other.npz", "--steps", "2", *args])[0] == 0
     shutil.copy(workspace / "other.npz", workspace / "moved.npz")
     code, _, err = run_cli(capsys, ["train", "--data", workspace / "moved.npz", "--steps", "3", *args])
@@ -594,11 +594,22 @@ def _stop_script(run: Path, steps: int) -> str:
     """)
 
 
+STOP_STEPS = 200
+
+
+@pytest.fixture(scope="module")
+def stop_reference(tmp_path_factory) -> Path:
+    """The uninterrupted run the stopped-and-resumed ones must equal, trained once for every signal."""
+    ref = tmp_path_factory.mktemp("stop") / "ref"
+    proc = _popen(_stop_script(ref, STOP_STEPS))
+    assert proc.wait() == 0, proc.stderr.read()
+    return ref
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_checkpoints_every_level_in_training_and_resume_is_bit_identical(tmp_path, signum):
-    steps = 200
-    ref = _popen(_stop_script(tmp_path / "ref", steps))
-    assert ref.wait() == 0, ref.stderr.read()
+def test_a_stop_signal_checkpoints_every_level_in_training_and_resume_is_bit_identical(tmp_path, signum,
+                                                                                        stop_reference):
+    steps = STOP_STEPS
     run = tmp_path / "stopped"
     proc = _popen(_stop_script(run, steps))
     metrics = run / "level_01" / "metrics.csv"  # level 0 done, level 1 some steps in
@@ -615,7 +626,7 @@ def test_a_stop_signal_checkpoints_every_level_in_training_and_resume_is_bit_ide
     assert not (run / "level_02").exists()  # levels not yet started stay as they are
     assert _popen(_stop_script(run, steps)).wait() == 0  # the same command resumes
     for level in range(4):
-        a = torch.load(tmp_path / "ref" / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
+        a = torch.load(stop_reference / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
         b = torch.load(run / f"level_{level:02d}" / "checkpoint.pt", weights_only=True)
         assert a["step"] == b["step"] == steps and torch.equal(a["rng"], b["rng"])
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
