@@ -21,11 +21,13 @@ import torch
 from waveletflow import load
 from waveletflow.config import Config
 from waveletflow.data import ImageDataset, dequantize, to_tensor
+from waveletflow.errors import Diverged
 from waveletflow.metrics import bits_per_dim
 from waveletflow.models import build_model, default_config, glow_config, waveletflow_config
 from waveletflow.models.config import GlowConfig, WaveletFlowConfig
 from waveletflow.rundir import RunDir
 from waveletflow.training import TrainOptions, train
+from waveletflow.training.loop import MAX_NONFINITE_LOSSES
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -47,11 +49,19 @@ class Ours:
     def params(self) -> int:
         return count_params(build_model(self.model_type, self.config))
 
-    def fresh(self, run_dir: Path) -> Ours:
-        """The same contender, untrained, in a new run folder ``run_dir`` (replaced if it exists)."""
+    @property
+    def lr(self) -> float:
+        """The learning rate it trains with (the library's default unless its options set one)."""
+        return float(self.options.get("lr", TrainOptions.lr))
+
+    def fresh(self, run_dir: Path | None = None, lr: float | None = None) -> Ours:
+        """The same contender, untrained, in the run folder ``run_dir`` (default its own; replaced if it exists),
+        with learning rate ``lr`` if given."""
+        run_dir = run_dir or self.run_dir
         shutil.rmtree(run_dir, ignore_errors=True)
         other = copy.copy(self)
         other.run_dir, other.trained_s = run_dir, 0.0
+        other.options = {**self.options, **({} if lr is None else {"lr": lr})}
         return other
 
     def train_for(self, seconds: float) -> None:
@@ -123,6 +133,9 @@ class NormflowsGlow:
                  batch_size: int, lr: float = TrainOptions.lr, warmup: int = TrainOptions.warmup,
                  grad_clip: float = TrainOptions.grad_clip, seed: int = 0,
                  keep_best_every: int | None = None, ema: float = TrainOptions.ema, decay: float = TrainOptions.decay):
+        self._args = (image_shape, n_scales, n_steps, hidden, data, device, batch_size)
+        self._kwargs = {"warmup": warmup, "grad_clip": grad_clip, "seed": seed, "keep_best_every": keep_best_every,
+                        "ema": ema, "decay": decay}
         torch.manual_seed(seed)
         self.name = "normflows Glow"
         self.model = normflows_glow(image_shape, n_scales, n_steps, hidden).to(device)
@@ -143,21 +156,30 @@ class NormflowsGlow:
     def params(self) -> int:
         return count_params(self.model)
 
+    def fresh(self, run_dir: Path | None = None, lr: float | None = None) -> NormflowsGlow:
+        """The same contender, untrained (built again from its seed), with learning rate ``lr`` if given; it has no
+        run folder, so ``run_dir`` is ignored."""
+        return NormflowsGlow(*self._args, lr=self.lr if lr is None else lr, **self._kwargs)
+
     def _x(self, images) -> torch.Tensor:
         return dequantize(to_tensor(images), self.data.n_bits, self.gen).to(self.device)
 
     def train_for(self, seconds: float) -> None:
         self.model.train()
         n = len(self.data.x_train) - self.n_val
-        t0 = time.perf_counter()
+        t0, bad = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at((time.perf_counter() - t0) / seconds)
             idx = np.sort(torch.randint(0, n, (self.batch_size,), generator=self.gen).numpy())
             loss = self.model.forward_kld(self._x(self.data.x_train[idx])) / (self.dims * math.log(2))
             self.opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss):  # skipped, as our trainer skips it; as many in a row as it allows diverge
+                bad += 1
+                if bad > MAX_NONFINITE_LOSSES:
+                    raise Diverged(f"{self.name}: the loss stayed non-finite at lr {self.lr:g}")
                 continue
+            bad = 0
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             if torch.isfinite(gn):

@@ -31,7 +31,7 @@ from benchmarks.machine import machine
 from benchmarks import rows as rowfile
 from benchmarks.rows import cell
 from benchmarks.readme import markers, write_block
-from benchmarks.paths import DATA, REPO, SHARED
+from benchmarks.paths import DATA, REPO, SHARED, level_states
 
 RESULTS = REPO / "benchmarks" / "results" / "defaults.json"
 NAMES = {"waveletflow": "Wavelet Flow", "glow": "Glow", "glow-residual": "Glow (residual coupling)"}
@@ -89,10 +89,8 @@ def run_one(dataset: str, model: str, budget: int, seed: int, work: Path) -> dic
     from waveletflow.models import build_model
 
     m = build_model(meta["model_type"], meta["config"], device="meta")
-    steps = {}
-    for d in sorted(run.glob("level_*")):
-        state = json.loads((d / "state.json").read_text())
-        steps[d.name] = {"step": state["step"], "best_step": state.get("best_step"), "val_bpd": state.get("val_bpd")}
+    steps = {name: {"step": state["step"], "best_step": state.get("best_step"), "val_bpd": state.get("val_bpd")}
+             for name, state in level_states(run).items()}
     shown = [{str(run): "RUN"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
     return {"key": key(dataset, model, budget, seed), "dataset": dataset, "model": model, "budget_s": budget,
             "seed": seed, "test_bpd": round(res["bits_per_dim"], 5), "test_images": res["images"],

@@ -13,6 +13,10 @@ took, so an overrun shows in the table.
     python -m benchmarks highres --sizes 64 --seeds 0
     python -m benchmarks highres --report           # the table, from the result file
 
+A run that diverges (the loss non-finite step after step) is run again, fresh, at half the learning rate, whichever
+contender it is; the row records it. A stopped row keeps the contenders it had finished (their entries in the
+work folder) and trains only the others when the command is run again.
+
 Writes ``benchmarks/results/highres.json``; the runs go to ``--work`` (default ``runs/highres``).
 """
 
@@ -56,7 +60,7 @@ def run_one(size: int, seed: int, work: Path, budget: float | None = None, batch
     budget, batch = budget or b, batch or bs
     ttq = time_to_quality("photos", budget, POINTS, test_images, "cpu", work / f"seed{seed}", "auto", batch,
                           image_size=size, keep_best_every=KEEP_BEST_EVERY, seed=seed, protocol="runs",
-                          glow_n_scales=published_scales(size))
+                          glow_n_scales=published_scales(size), resume=True)
     if "skipped" in ttq:
         raise SystemExit(f"photos not found: {ttq['skipped']}")
     longest = max(p["train_s"] / p["budget_s"] for m in ttq["models"] for p in m["curve"])
@@ -142,6 +146,14 @@ def markdown(result: dict) -> str:
                              for v, low in zip(s["seeds"], s["seeds_lower_bound"]))
             lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f} M | {bpd} | {shown} | {each} | "
                          f"{s['reached']} of {len(sel)} |")
+        retried = [f"{m['name']}, seed {r['seed']}" + (f" (B/{round(r['budget_s'] / p['budget_s']):d})"
+                                                          if p["budget_s"] != r["budget_s"] else "")
+                   + f": {' → '.join(f'{v:g}' for v in [*p['diverged_lr'], p['lr']])}"
+                   for r in sel for m in r["models"] for p in m["curve"] if p.get("diverged_lr")]
+        if retried:
+            lines += ["", "Diverged (the loss non-finite step after step) and run again, fresh, at half the learning "
+                      "rate, the rule for every contender; the figures are the runs that trained: "
+                      + "; ".join(retried) + "."]
         lines.append("")
     if len({r["seed"] for r in rows}) < len(SEEDS):
         lines.append(f"(Partial: {len({r['seed'] for r in rows})} of {len(SEEDS)} seeds so far; "

@@ -1,7 +1,9 @@
-"""Where the benchmarks find the repository and the shared data sets (``WAVELETFLOW_SHARED_DATA`` moves them)."""
+"""Where the benchmarks find the repository, the shared data sets (``WAVELETFLOW_SHARED_DATA`` moves them) and what a
+run of ``train`` left in its folder."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,3 +13,21 @@ SHARED = Path(os.environ.get("WAVELETFLOW_SHARED_DATA", REPO.parent / "shared" /
 DATA = {"mnist": "mnist.npz", "cifar10": "cifar10_partial.npz"}
 #: the time-to-quality data sets of ``benchmarks.run``: those and the photographs (a folder)
 DATASETS = {**DATA, "photos": "photos/photos512"}
+
+
+def level_states(run: Path) -> dict[str, dict]:
+    """Each level's ``state.json`` in a run folder of ``train``, by the level's folder name (``level_00`` ...); a level
+    without one, or with one that is not JSON, is left out.
+
+    >>> level_states(Path("no-such-run"))
+    {}
+    """
+    out = {}
+    for level in sorted(run.glob("level_*")):
+        try:
+            state = json.loads((level / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict):
+            out[level.name] = state
+    return out

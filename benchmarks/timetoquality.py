@@ -5,6 +5,8 @@ budget, the speed-ups read off the curves, and the per-level training rates of t
 from __future__ import annotations
 
 import copy
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ from benchmarks.contenders import (
 from benchmarks.levers import step_seconds
 from benchmarks.paths import DATASETS, SHARED
 from waveletflow.data import load_dataset
+from waveletflow.errors import Diverged
+from waveletflow.files import write_json_atomic
 from waveletflow.models import build_model, default_config, waveletflow_config
 
 
@@ -26,7 +30,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                     keep_best_every: int | None = None, mrcnf: bool = False, tag: str = "",
                     sample_n: int = 64, recipe: dict | None = None, wf_config: dict | None = None,
                     against: list[str] | None = None, seed: int = 0, protocol: str = "chunks",
-                    glow_n_scales: int | None = None) -> dict:
+                    glow_n_scales: int | None = None, resume: bool = False) -> dict:
     """Every contender trained for ``budget`` seconds (see ``protocol``) on dataset ``name`` (:data:`DATASETS`,
     its images resized to ``image_size`` if given), test bits/dim after each chunk, then the median seconds to
     draw ``sample_n`` samples from each trained model. With ``keep_best_every`` every model validates that often
@@ -41,7 +45,11 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     its own decay) and tests after each; ``runs`` trains each baseline once, a fresh run of the whole budget as a
     user runs ``train --time-budget``, and Wavelet Flow in fresh runs of ``budget / 2**k`` for k = points-1 … 0
     (:func:`sweep_budgets`), each with its own single decay, so that the time Wavelet Flow needs to reach a
-    baseline's final bits/dim is read off complete runs."""
+    baseline's final bits/dim is read off complete runs. A run of the ``runs`` protocol that diverges is run again,
+    fresh, at half the learning rate (:func:`train_retrying`, the same rule for every contender; the curve's point
+    records it). With ``resume`` (``runs`` only) a contender whose entry a stopped call finished
+    (``OUT/runs/NAME/<contender>.json``, e.g. ``glow-residual-coupling.json``, for the same budget, points, batch, seed, parameters and test images) is
+    kept, not trained again; the others start afresh."""
     recipe = dict(recipe or {})
     options = {**recipe, **({} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every})}
     path = SHARED / DATASETS[name]
@@ -57,7 +65,9 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     nf_scales, nf_steps = glow_n_scales or glow_scales(shape), glow_cfgs["Glow (residual coupling)"].n_steps
     hidden = matched_normflows_hidden(shape, nf_scales, nf_steps, target)
     runs = out / "runs" / ((name if image_size is None else f"{name}{image_size}") + tag)
-    shutil.rmtree(runs, ignore_errors=True)
+    if not (resume and protocol == "runs"):
+        shutil.rmtree(runs, ignore_errors=True)
+    resume = resume and protocol == "runs"
     contenders = [
         Ours("Wavelet Flow", "waveletflow", wf_cfg, runs / "waveletflow", data, str(path), device, batch_size,
              wf_parallel, seed=seed, options=options),
@@ -81,6 +91,13 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
               **({"wf_config": wf_config} if wf_config else {})}
     for c in contenders:
         params = c.params()
+        done_file = runs / (re.sub(r"[^a-z0-9]+", "-", c.name.lower()).strip("-") + ".json")  # its finished entry
+        kept = _finished(done_file, {"budget_s": budget, "points": points, "batch": batch_size, "seed": seed,
+                                     "params": params, "test_images": len(test)}) if resume else None
+        if kept is not None:
+            print(f"[{name}] {c.name}: kept from {done_file.name}", flush=True)
+            result["models"].append(kept)
+            continue
         curve = []
         if protocol == "chunks":
             for _ in range(points):
@@ -88,22 +105,69 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                 curve.append(_tested(c, test, name))
         elif c is contenders[0]:  # Wavelet Flow: fresh runs of growing budgets, the whole budget last
             for b in sweep_budgets(budget, points):
-                run = c if b == budget else c.fresh(c.run_dir.with_name(f"{c.run_dir.name}-{b:g}s"))
-                run.train_for(b)
-                curve.append({"budget_s": round(b, 1), **_tested(run, test, name)})
+                run = c.fresh() if b == budget else c.fresh(c.run_dir.with_name(f"{c.run_dir.name}-{b:g}s"))
+                run, tries = train_retrying(run, b)
+                c = run if b == budget else c
+                curve.append({"budget_s": round(b, 1), **_tested(run, test, name), **tries})
         else:
-            c.train_for(budget)
-            curve.append({"budget_s": round(budget, 1), **_tested(c, test, name)})
+            c, tries = train_retrying(c.fresh() if resume else c, budget)
+            curve.append({"budget_s": round(budget, 1), **_tested(c, test, name), **tries})
         sample_s = c.sample_seconds(sample_n, 3)
         print(f"[{name}] {c.name}: {sample_n} samples in {sample_s:.3f} s", flush=True)
-        result["models"].append({"name": c.name, "params": params, "param_ratio": round(params / target, 3),
-                                 "curve": curve, "sample_n": sample_n, "sample_s": round(sample_s, 4),
-                                 **({"run": str(c.run_dir.relative_to(out))} if isinstance(c, Ours) else {})})
+        entry = {"name": c.name, "params": params, "param_ratio": round(params / target, 3),
+                 "curve": curve, "sample_n": sample_n, "sample_s": round(sample_s, 4),
+                 **({"run": str(c.run_dir.relative_to(out))} if isinstance(c, Ours) else {})}
+        result["models"].append(entry)
+        if resume:
+            write_json_atomic(done_file, {"signature": {"budget_s": budget, "points": points, "batch": batch_size,
+                                                        "seed": seed, "params": params, "test_images": len(test)},
+                                          "entry": entry})
     wf = result["models"][0]
     for m in result["models"][1:]:
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
     plot_curves(result, out / f"time_to_quality_{name}{tag}.png")
     return result
+
+
+#: how many times a diverged run is run again at half the learning rate before the row fails
+RETRIES = 2
+
+
+def train_retrying(c, seconds: float, retries: int = RETRIES):
+    """Train contender ``c`` (untrained) for ``seconds``; if it diverges (:class:`~waveletflow.errors.Diverged`,
+    the loss non-finite step after step), train a fresh copy at half the learning rate, at most ``retries``
+    times. Returns the trained contender and what to record: ``{}``, or the learning rates that diverged and
+    the one that trained (``{"diverged_lr": [...], "lr": ...}``).
+
+    >>> class Toy:
+    ...     def __init__(self, lr): self.lr = lr
+    ...     def fresh(self, lr): return Toy(lr)
+    ...     def train_for(self, s):
+    ...         if self.lr > 1e-3: raise Diverged("the loss stayed non-finite")
+    >>> train_retrying(Toy(4e-3), 1.0)[1]
+    {'diverged_lr': [0.004, 0.002], 'lr': 0.001}
+    """
+    failed = []
+    while True:
+        try:
+            c.train_for(seconds)
+            return c, ({} if not failed else {"diverged_lr": failed, "lr": c.lr})
+        except Diverged as exc:
+            failed.append(c.lr)
+            if len(failed) > retries:
+                raise Diverged(f"{exc}; it also diverged at lr {', '.join(f'{v:g}' for v in failed[:-1])}") from None
+            print(f"note: {getattr(c, 'name', 'a contender')} diverged at lr {c.lr:g}; run again at {c.lr / 2:g}",
+                  file=sys.stderr, flush=True)
+            c = c.fresh(lr=c.lr / 2)
+
+
+def _finished(path: Path, signature: dict) -> dict | None:
+    """A contender's entry that a stopped call of :func:`time_to_quality` finished, if it was for ``signature``."""
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return done.get("entry") if isinstance(done, dict) and done.get("signature") == signature else None
 
 
 def sweep_budgets(budget: float, points: int) -> list[float]:

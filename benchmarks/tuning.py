@@ -41,7 +41,7 @@ from pathlib import Path
 from benchmarks import rows as rowfile
 from benchmarks.rows import cell
 from benchmarks.machine import machine
-from benchmarks.paths import DATA, REPO, SHARED
+from benchmarks.paths import DATA, REPO, SHARED, level_states
 from waveletflow.models import build_model, default_config
 from waveletflow.models.capacity import fit_capacity
 
@@ -225,13 +225,7 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
 
 def steps_of(run: Path) -> dict[str, int]:
     """Each level's optimiser steps, from the state files a run of ``train`` leaves (none for a level without)."""
-    out = {}
-    for level in sorted(run.glob("level_*")):
-        try:
-            out[level.name] = int(json.loads((level / "state.json").read_text())["step"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return out
+    return {name: int(state["step"]) for name, state in level_states(run).items() if "step" in state}
 
 
 def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: int, seed: int, split: str) -> dict:

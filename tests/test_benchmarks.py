@@ -608,6 +608,71 @@ def test_normflows_glow_trains_with_our_recipe():
     assert glow._bpd(images, 256) != pytest.approx(averaged)
 
 
+def test_normflows_glow_diverges_as_our_trainer_does_and_starts_afresh_at_another_learning_rate(monkeypatch):
+    """normflows' Glow skips a non-finite loss as our loop does and, after as many in a row as our loop allows,
+    raises ``Diverged``; ``fresh`` builds it again from its seed, untrained, at the learning rate asked for."""
+    pytest.importorskip("normflows")
+    import torch
+
+    from benchmarks.contenders import NormflowsGlow
+    from waveletflow.data import load_dataset
+    from waveletflow.errors import Diverged
+    from waveletflow.training.loop import MAX_NONFINITE_LOSSES
+
+    data = load_dataset("digits")
+    glow = NormflowsGlow((1, 8, 8), 1, 1, 8, data, "cpu", 8, lr=1e-3, warmup=1, seed=3)
+    again = glow.fresh(lr=5e-4)
+    assert again.lr == 5e-4 and again.step == 0 and again.params() == glow.params()
+    assert all(torch.equal(a, b) for a, b in zip(glow.model.state_dict().values(), again.model.state_dict().values()))
+    calls = {"n": 0}
+
+    def nan(x):
+        calls["n"] += 1
+        return torch.tensor(float("nan"))
+
+    monkeypatch.setattr(glow.model, "forward_kld", nan)
+    with pytest.raises(Diverged, match="stayed non-finite at lr 0.001"):
+        glow.train_for(600.0)
+    assert calls["n"] == MAX_NONFINITE_LOSSES + 1 and glow.step == 0
+
+
+def test_a_diverged_run_is_run_again_at_half_the_learning_rate_and_a_stopped_row_keeps_finished_contenders(
+        tmp_path, monkeypatch):
+    """time_to_quality's fresh-runs protocol: a contender that diverges is trained again, fresh, at half its learning
+    rate (at most RETRIES times, then the error stands), and the point records it; with ``resume`` a contender whose
+    entry was finished for the same signature is kept and the others are trained again."""
+    from benchmarks import timetoquality as ttq
+    from waveletflow.errors import Diverged
+
+    class Toy:
+        name = "Toy"
+
+        def __init__(self, lr, limit):
+            self.lr, self.limit, self.tried = lr, limit, []
+
+        def fresh(self, run_dir=None, lr=None):
+            return Toy(self.lr if lr is None else lr, self.limit)
+
+        def train_for(self, seconds):
+            if self.lr > self.limit:
+                raise Diverged("level 0: the loss stayed non-finite")
+
+    trained, tries = ttq.train_retrying(Toy(2e-3, 1e-3), 5.0)
+    assert trained.lr == 1e-3 and tries == {"diverged_lr": [2e-3], "lr": 1e-3}
+    assert ttq.train_retrying(Toy(2e-3, 1.0), 5.0)[1] == {}
+    with pytest.raises(Diverged, match="also diverged at lr 0.002, 0.001"):
+        ttq.train_retrying(Toy(2e-3, 1e-4), 5.0)
+    # resume: an entry is kept only for the same signature
+    sig = {"budget_s": 10.0, "points": 3, "batch": 8, "seed": 0, "params": 5, "test_images": 4}
+    done = tmp_path / "glow.json"
+    assert ttq._finished(done, sig) is None
+    done.write_text(json.dumps({"signature": sig, "entry": {"name": "Glow"}}))
+    assert ttq._finished(done, sig) == {"name": "Glow"}
+    assert ttq._finished(done, {**sig, "seed": 1}) is None
+    done.write_text("{half a file")
+    assert ttq._finished(done, sig) is None
+
+
 def test_sampling_tables_are_made_from_their_result_files(tmp_path, monkeypatch):
     """The three tables of the sampling guide: a row of each from a small result, "Not measured yet" without one,
     the pages' blocks equal to what the result files give, and ``report`` loading a folder source file by file."""
@@ -727,6 +792,15 @@ def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
     row = highres.run_one(16, 0, tmp_path, budget=1, batch=8, test_images=4)
     assert row["glow_n_scales"] == 2 and len(row["models"]) == 4  # log2(16) - 2 scales
     assert [len(m["curve"]) for m in row["models"]] == [3, 1, 1, 1] and row["longest_over_budget"] > 0
+    # the row again, as after a stop: every contender had finished, so none trains again and the row is the same
+    from benchmarks.contenders import NormflowsGlow, Ours
+
+    def never(self, seconds):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(Ours, "train_for", never)
+    monkeypatch.setattr(NormflowsGlow, "train_for", never)
+    assert highres.run_one(16, 0, tmp_path, budget=1, batch=8, test_images=4)["models"] == row["models"]
 
 
 def test_glow_at_the_published_scales_is_matched_in_parameters_at_256_px():

@@ -95,6 +95,31 @@ def test_nan_never_reaches_a_checkpoint(tmp_path, monkeypatch, caplog):
     assert all(torch.isfinite(v).all() for v in load(tmp_path / "r", allow_untrained=True).levels[3].state_dict().values() if v.is_floating_point())
 
 
+def test_a_loss_that_stays_non_finite_is_diverged_and_a_new_run_is_removed(tmp_path, monkeypatch):
+    """More non-finite losses in a row than the loop allows end training with ``Diverged`` (a UserInputError, so
+    one line from the CLI); a new run that wrote no checkpoint leaves nothing behind."""
+    from waveletflow.errors import Diverged
+    from waveletflow.training.loop import MAX_NONFINITE_LOSSES
+
+    data = load_dataset("digits")
+    from waveletflow.models.wavelet import WaveletModel
+
+    cls, real = WaveletModel, WaveletModel._level_terms
+    calls = {"n": 0}
+
+    def nan(self, x, levels, solver, steps=0):
+        calls["n"] += 1
+        out = real(self, x, levels, solver, steps)
+        return {v: t._replace(log_prob=t.log_prob * float("nan")) for v, t in out.items()}
+
+    monkeypatch.setattr(cls, "_level_terms", nan)
+    with pytest.raises(Diverged, match="level 3: the loss stayed non-finite; lower --lr"):
+        train(tmp_path / "r", "digits", "waveletflow", "3", 1, opts(steps=100), dict(TINY_WF), data=data)
+    # the limit's losses and one more, besides the data-dependent initialisation's forward pass
+    assert calls["n"] == MAX_NONFINITE_LOSSES + 2 and issubclass(Diverged, UserInputError)
+    assert not (tmp_path / "r").exists() or not any(p.name != ".lock" for p in (tmp_path / "r").iterdir())
+
+
 def test_crash_during_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
     data = load_dataset("digits")
     train(tmp_path / "r", "digits", "waveletflow", "1", 1, opts(steps=2), dict(TINY_WF), data=data)

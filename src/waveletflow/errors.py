@@ -5,6 +5,10 @@ class UserInputError(ValueError):
     """Bad input from the user: a wrong size, a missing path, an unknown name, a corrupt file."""
 
 
+class Diverged(UserInputError):
+    """Training diverged: the loss stayed non-finite step after step (a lower learning rate usually trains)."""
+
+
 class ReportedElsewhere(UserInputError):
     """An error that another process (the first rank of a ``torchrun`` job) reports; this one exits with code 2
     without printing it again."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from waveletflow.errors import UserInputError
+from waveletflow.errors import Diverged
 from waveletflow.metrics import LN2, bits_per_dim
 from waveletflow.training.signals import requested
 from waveletflow.training.sinks import MetricsSink, NullSink
@@ -147,7 +147,8 @@ def fit(unit: TrainUnit, batches: Iterator[Tensor], stop: Stop, sink: MetricsSin
         if bad:
             skipped += 1
             if skipped > MAX_NONFINITE_LOSSES:
-                raise UserInputError(f"{unit.desc}: the loss stayed non-finite; lower --lr (last good checkpoint kept)")
+                raise Diverged(f"{unit.desc}: the loss stayed non-finite; lower --lr (its last checkpoint, if one was "
+                               "written, is kept)")
             continue
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(unit.module.parameters(), opts.grad_clip))

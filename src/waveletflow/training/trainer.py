@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from waveletflow.data import ImageDataset, load_dataset
-from waveletflow.errors import UserInputError
+from waveletflow.errors import Diverged, UserInputError
 from waveletflow.models import FlowModel
 from waveletflow.rundir import RunDir
 from waveletflow.training import signals
@@ -202,7 +202,7 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Worke
             proc.start()
             send.close()
             workers.append((spec, proc, receive))
-        results, errors = [], []
+        results, errors, diverged = [], [], False
         signals.set_forward(lambda signum: stop.set() if signum is not None else _kill(workers))
         for spec, proc, receive in workers:
             try:
@@ -214,12 +214,14 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Worke
                 results.extend(payload)
             else:
                 errors.append(f"levels {spec}: {payload or f'stopped with exit code {proc.exitcode}'}")
+                diverged = diverged or status == "diverged"
     finally:
         signals.set_forward(None)
         _kill(workers)
         relay.stop()
-    if errors:
-        raise UserInputError(f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
+    if errors:  # Diverged when a worker's loss stayed non-finite, so that a caller can tell that from other errors
+        raise (Diverged if diverged else UserInputError)(
+            f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
     return sorted(results, key=lambda r: r.levels)
 
 
@@ -241,9 +243,10 @@ class _Relay(logging.Handler):
 def _level_worker(conn, run_dir: str, data_spec: str, data: ImageDataset, level_spec: str, opts: TrainOptions,
                   threads: int, records, log_level: int, started: float, stop) -> None:
     """Body of a level worker process: train ``level_spec`` of an existing run, log through ``records`` (a queue
-    the parent reads) and send back ``("ok", summaries)`` or ``("error", one line)``. A time budget counts from
-    ``started`` (``time.monotonic`` in the parent, before the worker was started); the worker stops gracefully when
-    the parent sets ``stop`` (it ignores SIGINT and SIGTERM itself)."""
+    the parent reads) and send back ``("ok", summaries)`` or ``("error", one line)`` (``"diverged"`` for
+    :class:`~waveletflow.errors.Diverged`). A time budget counts from ``started`` (``time.monotonic`` in the parent,
+    before the worker was started); the worker stops gracefully when the parent sets ``stop`` (it ignores SIGINT and
+    SIGTERM itself)."""
     signals.follow(stop)
     opts = opts.after(started)
     torch.set_num_threads(threads)
@@ -255,6 +258,7 @@ def _level_worker(conn, run_dir: str, data_spec: str, data: ImageDataset, level_
                               lock=False))
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else ""
-        result = ("error", text if isinstance(exc, UserInputError) else f"{type(exc).__name__}: {text}")
+        result = ("diverged" if isinstance(exc, Diverged) else "error",
+                  text if isinstance(exc, UserInputError) else f"{type(exc).__name__}: {text}")
     conn.send(result)
     conn.close()
