@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmarks.machine import machine
 from benchmarks import rows as rowfile
 from benchmarks.readme import write_block
-from benchmarks.paths import DATA, REPO, SHARED, level_states
+from benchmarks.paths import DATA, REPO, SHARED
 from waveletflow.models.config import PRESETS
 
 RESULTS = REPO / "benchmarks" / "results" / "capacity.json"
@@ -86,7 +86,7 @@ def trials(datasets=tuple(DATA), models=tuple(WIDTHS)) -> list[Trial]:
 
 def _score(trial: Trial, run: Path) -> dict:
     level = trial.level() or 0
-    state = level_states(run)[f"level_{level:02d}"]
+    state = json.loads((run / f"level_{level:02d}" / "state.json").read_text())
     model = json.loads((run / "model.json").read_text())
     from waveletflow.models import build_model
 

@@ -174,16 +174,18 @@ class NormflowsGlow:
             idx = np.sort(torch.randint(0, n, (self.batch_size,), generator=self.gen).numpy())
             loss = self.model.forward_kld(self._x(self.data.x_train[idx])) / (self.dims * math.log(2))
             self.opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):  # skipped, as our trainer skips it; as many in a row as it allows diverge
+            if not torch.isfinite(loss):  # skipped, as our trainer skips it; more in a row than it allows: diverged
                 bad += 1
                 if bad > MAX_NONFINITE_LOSSES:
                     raise Diverged(f"{self.name}: the loss stayed non-finite at lr {self.lr:g}")
                 continue
-            bad = 0
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            if torch.isfinite(gn):
-                self.opt.step()
+            if not torch.isfinite(gn):  # skipped and counted, as our trainer does; only a real step resets the count
+                bad += 1
+                continue
+            bad = 0
+            self.opt.step()
             self.step += 1
             self._average()
             if self.keep_best_every and self.step % self.keep_best_every == 0:

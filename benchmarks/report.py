@@ -3,9 +3,10 @@
     python -m benchmarks report            # write every block (<!-- NAME:start --> … <!-- NAME:end -->) of the pages
     python -m benchmarks report --check    # exit 1, naming each page and block whose figures differ from their file
 
-A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``; ``tuning`` and ``tuning-summary``: ``tuning.json``;
-``throughput``, ``capacity``, ``beyond``, ``memory``, ``highres``, ``tuning``, ``projection``: theirs; ``mcmc-pyro`` and
-``mcmc-rows``: ``mcmc_vs_pyro.json`` and ``mcmc_rows.json``); a source that is a folder (``sample-quality``:
+A block's name says which result file fills it (``defaults`` and ``defaults-summary``: ``defaults.json``;
+``tuning`` and ``tuning-summary``: ``tuning.json``; ``highres`` and ``highres-summary``: ``highres.json``;
+``throughput``, ``capacity``, ``beyond``, ``memory``, ``projection``: theirs; ``mcmc-pyro`` and ``mcmc-rows``:
+``mcmc_vs_pyro.json`` and ``mcmc_rows.json``); a source that is a folder (``sample-quality``:
 ``results/quality/``) gives every JSON file in it, by stem; a result file that does not exist yet gives an empty
 one, which each report says plainly.
 """

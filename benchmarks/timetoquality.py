@@ -48,8 +48,9 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
     baseline's final bits/dim is read off complete runs. A run of the ``runs`` protocol that diverges is run again,
     fresh, at half the learning rate (:func:`train_retrying`, the same rule for every contender; the curve's point
     records it). With ``resume`` (``runs`` only) a contender whose entry a stopped call finished
-    (``OUT/runs/NAME/<contender>.json``, e.g. ``glow-residual-coupling.json``, for the same budget, points, batch, seed, parameters and test images) is
-    kept, not trained again; the others start afresh."""
+    (``OUT/runs/NAME/<contender>.json``, e.g. ``glow-residual-coupling.json``, for the same budget, points, batch,
+    seed, test images, recipe, validation, scales, samples, size, config and parameters) is kept, not trained again;
+    the others start afresh. In the ``chunks`` protocol a contender that diverges fails the call."""
     recipe = dict(recipe or {})
     options = {**recipe, **({} if not keep_best_every else {"keep_best": True, "eval_every": keep_best_every})}
     path = SHARED / DATASETS[name]
@@ -89,11 +90,14 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
               "glow_n_scales": glow_cfgs["Glow"].n_scales,
               "keep_best_every": keep_best_every, "seed": seed, "protocol": protocol, "models": [],
               **({"wf_config": wf_config} if wf_config else {})}
+    # what a kept entry must have been trained and tested with (and each contender's parameters)
+    signature = {"budget_s": budget, "points": points, "batch": batch_size, "seed": seed, "test_images": len(test),
+                 "recipe": recipe, "keep_best_every": keep_best_every, "glow_n_scales": glow_n_scales,
+                 "sample_n": sample_n, "image_size": image_size, "wf_config": wf_config}
     for c in contenders:
         params = c.params()
         done_file = runs / (re.sub(r"[^a-z0-9]+", "-", c.name.lower()).strip("-") + ".json")  # its finished entry
-        kept = _finished(done_file, {"budget_s": budget, "points": points, "batch": batch_size, "seed": seed,
-                                     "params": params, "test_images": len(test)}) if resume else None
+        kept = _finished(done_file, signature | {"params": params}) if resume else None
         if kept is not None:
             print(f"[{name}] {c.name}: kept from {done_file.name}", flush=True)
             result["models"].append(kept)
@@ -119,9 +123,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                  **({"run": str(c.run_dir.relative_to(out))} if isinstance(c, Ours) else {})}
         result["models"].append(entry)
         if resume:
-            write_json_atomic(done_file, {"signature": {"budget_s": budget, "points": points, "batch": batch_size,
-                                                        "seed": seed, "params": params, "test_images": len(test)},
-                                          "entry": entry})
+            write_json_atomic(done_file, {"signature": signature | {"params": params}, "entry": entry})
     wf = result["models"][0]
     for m in result["models"][1:]:
         result.setdefault("speedups", []).append(speedup(wf["curve"], m["curve"], m["name"]))
@@ -155,7 +157,7 @@ def train_retrying(c, seconds: float, retries: int = RETRIES):
         except Diverged as exc:
             failed.append(c.lr)
             if len(failed) > retries:
-                raise Diverged(f"{exc}; it also diverged at lr {', '.join(f'{v:g}' for v in failed[:-1])}") from None
+                raise Diverged(f"{exc}; diverged at lr {', '.join(f'{v:g}' for v in failed)}") from None
             print(f"note: {getattr(c, 'name', 'a contender')} diverged at lr {c.lr:g}; run again at {c.lr / 2:g}",
                   file=sys.stderr, flush=True)
             c = c.fresh(lr=c.lr / 2)

@@ -235,6 +235,7 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
     final validation ends inside the budget."""
     from benchmarks.contenders import NormflowsGlow
     from waveletflow.data import load_dataset
+    from waveletflow.errors import Diverged
     from waveletflow.training import TrainOptions
 
     t0 = time.perf_counter()
@@ -245,11 +246,16 @@ def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: i
     t_val = time.perf_counter()
     glow.test_bpd(data.x_train[n - glow.n_val:])  # the cost of a validation, kept back for the final one
     t_val = time.perf_counter() - t_val
-    glow.train_for(max(0.0, budget - (time.perf_counter() - t0) - t_val))
+    diverged = None
+    try:
+        glow.train_for(max(0.0, budget - (time.perf_counter() - t0) - t_val))
+    except Diverged as exc:  # as a trial of ours that diverged: scored by its best validation's weights, if any
+        diverged = str(exc)
     wall = time.perf_counter() - t0
     images = data.x_train[n - glow.n_val:] if split == "val" else data.x_test[:TEST_LIMIT]
     bpd = glow.test_bpd(images, best=True)
     return {"bpd": round(bpd, 5) if math.isfinite(bpd) else None, "images": len(images), "wall_s": round(wall, 1),
+            **({"diverged": diverged} if diverged else {}),
             "params": glow.params(), "steps": {"level_00": glow.step},
             "command": f"NormflowsGlow(n_scales={config['n_scales']}, n_steps={config['n_steps']}, "
             f"hidden={config['hidden']}, lr={lr:g}, batch_size={batch}, seed={seed})"

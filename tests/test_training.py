@@ -120,6 +120,15 @@ def test_a_loss_that_stays_non_finite_is_diverged_and_a_new_run_is_removed(tmp_p
     assert not (tmp_path / "r").exists() or not any(p.name != ".lock" for p in (tmp_path / "r").iterdir())
 
 
+def test_a_level_worker_that_diverges_is_diverged_in_the_parent(tmp_path):
+    """Levels trained in worker processes: a worker whose training diverged (a learning rate far too high) makes
+    the parent raise ``Diverged`` too, so that a caller can tell it from other failures."""
+    from waveletflow.errors import Diverged
+
+    with pytest.raises(Diverged, match="a level worker diverged"):
+        train(tmp_path / "r", "digits", "waveletflow", "2,3", 2, opts(steps=300, lr=1e4, warmup=1), dict(TINY_WF))
+
+
 def test_crash_during_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
     data = load_dataset("digits")
     train(tmp_path / "r", "digits", "waveletflow", "1", 1, opts(steps=2), dict(TINY_WF), data=data)

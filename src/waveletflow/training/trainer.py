@@ -202,7 +202,7 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Worke
             proc.start()
             send.close()
             workers.append((spec, proc, receive))
-        results, errors, diverged = [], [], False
+        results, errors, diverged = [], [], []
         signals.set_forward(lambda signum: stop.set() if signum is not None else _kill(workers))
         for spec, proc, receive in workers:
             try:
@@ -214,14 +214,15 @@ def _train_parallel(run: RunDir, data_spec: str, data: ImageDataset, work: Worke
                 results.extend(payload)
             else:
                 errors.append(f"levels {spec}: {payload or f'stopped with exit code {proc.exitcode}'}")
-                diverged = diverged or status == "diverged"
+                diverged.append(status == "diverged")
     finally:
         signals.set_forward(None)
         _kill(workers)
         relay.stop()
-    if errors:  # Diverged when a worker's loss stayed non-finite, so that a caller can tell that from other errors
-        raise (Diverged if diverged else UserInputError)(
-            f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
+    if errors and all(diverged):  # a caller can tell divergence from other errors (any other error is said as one)
+        raise Diverged(f"a level worker diverged ({'; '.join(errors)})")
+    if errors:
+        raise UserInputError(f"a level worker failed ({'; '.join(errors)}); rerun the same command to resume")
     return sorted(results, key=lambda r: r.levels)
 
 

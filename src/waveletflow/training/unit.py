@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from waveletflow.data import Crops, periodic_pad, random_crop, random_flip
-from waveletflow.errors import UserInputError
+from waveletflow.errors import Diverged, UserInputError
 from waveletflow.layers.precision import network_precision, precision_layers
 from waveletflow.models import FlowModel
 from waveletflow.models.io import load_level_weights, save_level_weights
@@ -343,13 +343,14 @@ class TrainUnit:
             if self.saved == (self.step, self.step):
                 return self.summary(elapsed_s)
             if not self.save(elapsed_s):
-                raise UserInputError(f"{self.desc}: parameters became non-finite; the last good checkpoint was kept")
+                raise Diverged(f"{self.desc}: parameters became non-finite; lower --lr (its last checkpoint, if one "
+                               "was written, is kept)")
         return self.summary(elapsed_s)
 
     def restore(self) -> None:
         """Go back to the last checkpoint's weights and optimiser state after the parameters diverged."""
         if not self.run.has_checkpoint(self.levels):
-            raise UserInputError(f"{self.desc}: parameters became non-finite before the first checkpoint; lower --lr")
+            raise Diverged(f"{self.desc}: parameters became non-finite before the first checkpoint; lower --lr")
         ck = self._load_checkpoint()
         log.warning("%s diverged; restored the checkpoint of step %d", self.desc, int(ck["step"]))
 
