@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.paths import level_steps
 from waveletflow import load
 from waveletflow.config import Config
 from waveletflow.data import ImageDataset, dequantize, to_tensor
@@ -53,6 +54,11 @@ class Ours:
     def lr(self) -> float:
         """The learning rate it trains with (the library's default unless its options set one)."""
         return float(self.options.get("lr", TrainOptions.lr))
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """The optimiser steps each level made so far, by level folder (``level_00`` ...)."""
+        return level_steps(self.run_dir)
 
     def fresh(self, run_dir: Path | None = None, lr: float | None = None) -> Ours:
         """The same contender, untrained, in the run folder ``run_dir`` (default its own; replaced if it exists),
@@ -155,6 +161,11 @@ class NormflowsGlow:
 
     def params(self) -> int:
         return count_params(self.model)
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """The optimiser steps made so far, keyed as our Glow's single level is (``level_00``)."""
+        return {"level_00": self.step}
 
     def fresh(self, run_dir: Path | None = None, lr: float | None = None) -> NormflowsGlow:
         """The same contender, untrained (built again from its seed), with learning rate ``lr`` if given; it has no

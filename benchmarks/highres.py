@@ -29,7 +29,7 @@ from pathlib import Path
 from benchmarks import rows as rowfile
 from benchmarks.machine import machine
 from benchmarks.memory import glow_scales as published_scales
-from benchmarks.paths import REPO
+from benchmarks.paths import REPO, level_steps
 from benchmarks.rows import cell
 
 RESULTS = REPO / "benchmarks" / "results" / "highres.json"
@@ -71,7 +71,27 @@ def run_one(size: int, seed: int, work: Path, budget: float | None = None, batch
             "speedups": ttq.get("speedups", [])}
 
 
+def fill_steps(row: dict, work: Path) -> bool:
+    """Give each point of ``row`` that lacks them the steps its run made, from the run's folder under ``work`` (for
+    rows kept from before the points recorded steps); whether any were added. normflows' Glow has no folder."""
+    from benchmarks.timetoquality import MODEL_TYPES, run_folder, sweep_budgets
+
+    runs = work / f"seed{row['seed']}" / "runs" / f"photos{row['size']}"
+    added = False
+    for m in row["models"]:  # the points' budgets unrounded: B/4, B/2, B for Wavelet Flow, B for a Glow
+        for p, b in zip(m["curve"], sweep_budgets(row["budget_s"], len(m["curve"]))):
+            if "steps" in p or m["name"] not in MODEL_TYPES:
+                continue
+            steps = level_steps(run_folder(runs, MODEL_TYPES[m["name"]], b, row["budget_s"]))
+            if steps:
+                p["steps"], added = steps, True
+    return added
+
+
 def run_all(todo, work: Path, **kw) -> None:
+    for row in rowfile.load(RESULTS)["rows"]:
+        if fill_steps(row, work):
+            rowfile.add(RESULTS, row, row["cpu"])
     done = {r["key"] for r in rowfile.load(RESULTS)["rows"]}
     for size, seed in todo:
         if key(size, seed) in done:
@@ -150,6 +170,7 @@ def markdown(result: dict) -> str:
                                                           if p["budget_s"] != r["budget_s"] else "")
                    + f": {' → '.join(f'{v:g}' for v in [*p['diverged_lr'], p['lr']])}"
                    for r in sel for m in r["models"] for p in m["curve"] if p.get("diverged_lr")]
+        lines += ["", steps_line(sel)]
         if retried:
             lines += ["", "Diverged (the loss non-finite step after step) and run again, fresh, at half the learning "
                       "rate, the rule for every contender; the figures are the runs that trained: "
@@ -159,6 +180,32 @@ def markdown(result: dict) -> str:
         lines.append(f"(Partial: {len({r['seed'] for r in rows})} of {len(SEEDS)} seeds so far; "
                      "`python -m benchmarks highres` continues.)")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def steps_line(rows: list[dict]) -> str:
+    """The optimiser steps each contender made in its run of B, lowest–highest over ``rows`` (Wavelet Flow's over its
+    levels too: they train in parallel, each with its own count).
+
+    >>> r = {"models": [{"name": "Wavelet Flow", "curve": [{"steps": {"level_00": 900, "level_01": 120}}]},
+    ...                 {"name": "Glow", "curve": [{"steps": {"level_00": 521}}]}, {"name": "normflows Glow", "curve": [{}]}]}
+    >>> print(steps_line([r]))
+    Optimiser steps in the run of B: Wavelet Flow 120–900 per level (its levels in parallel); Glow 521; normflows Glow not recorded.
+    """
+    parts = []
+    for i, m in enumerate(rows[0]["models"]):
+        got = [r["models"][i]["curve"][-1].get("steps") for r in rows]
+        counts = [n for s in got if s for n in s.values()]
+        if not counts:
+            parts.append(f"{m['name']} not recorded")
+            continue
+        span = f"{min(counts):,}" if min(counts) == max(counts) else f"{min(counts):,}–{max(counts):,}"
+        if any(s and len(s) > 1 for s in got):
+            span += " per level (its levels in parallel)"
+        if not all(got):
+            span += f" (recorded in {sum(map(bool, got))} of {len(got)} seeds)"
+        parts.append(f"{m['name']} {span}")
+    over = " (lowest–highest over seeds)" if len(rows) > 1 else ""
+    return f"Optimiser steps in the run of B{over}: " + "; ".join(parts) + "."
 
 
 def summary(result: dict) -> str:

@@ -31,3 +31,12 @@ def level_states(run: Path) -> dict[str, dict]:
         if isinstance(state, dict):
             out[level.name] = state
     return out
+
+
+def level_steps(run: Path) -> dict[str, int]:
+    """Each level's optimiser steps, from the state files a run of ``train`` leaves (none for a level without).
+
+    >>> level_steps(Path("no-such-run"))
+    {}
+    """
+    return {name: int(state["step"]) for name, state in level_states(run).items() if "step" in state}

@@ -109,7 +109,7 @@ def time_to_quality(name: str, budget: float, points: int, test_images: int, dev
                 curve.append(_tested(c, test, name))
         elif c is contenders[0]:  # Wavelet Flow: fresh runs of growing budgets, the whole budget last
             for b in sweep_budgets(budget, points):
-                run = c.fresh() if b == budget else c.fresh(c.run_dir.with_name(f"{c.run_dir.name}-{b:g}s"))
+                run = c.fresh(run_folder(runs, c.model_type, b, budget))
                 run, tries = train_retrying(run, b)
                 c = run if b == budget else c
                 curve.append({"budget_s": round(b, 1), **_tested(run, test, name), **tries})
@@ -172,16 +172,31 @@ def _finished(path: Path, signature: dict) -> dict | None:
     return done.get("entry") if isinstance(done, dict) and done.get("signature") == signature else None
 
 
+def run_folder(runs: Path, model_type: str, budget_s: float, budget: float) -> Path:
+    """The folder of a contender's run of ``budget_s`` seconds in a row of ``budget`` (``runs`` protocol): its own
+    (``runs/<model_type>``) for the whole budget, ``runs/<model_type>-<budget_s>s`` for Wavelet Flow's shorter runs.
+
+    >>> run_folder(Path("runs"), "waveletflow", 105.0, 420.0).as_posix()
+    'runs/waveletflow-105s'
+    """
+    return runs / (model_type if budget_s == budget else f"{model_type}-{budget_s:g}s")
+
+
 def sweep_budgets(budget: float, points: int) -> list[float]:
     """The budgets of Wavelet Flow's fresh runs in the ``runs`` protocol: ``budget / 2**k``, k = points-1 … 0."""
     return [budget / 2 ** k for k in range(points - 1, -1, -1)]
 
 
 def _tested(c, test, name: str) -> dict:
-    """Test bits/dim of contender ``c`` as trained so far, with its training seconds."""
+    """Test bits/dim of contender ``c`` as trained so far, with its training seconds and each level's steps."""
     bpd = c.test_bpd(test, best=True) if isinstance(c, NormflowsGlow) else c.test_bpd(test)
     print(f"[{name}] {c.name}: {c.trained_s:.0f} s, test {bpd:.4f} bits/dim", flush=True)
-    return {"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4)}
+    return {"train_s": round(c.trained_s, 1), "test_bpd": round(bpd, 4), "steps": c.steps}
+
+
+#: each contender's model type by its name in the rows (its run folder's name, :func:`run_folder`); normflows' Glow
+#: has no run folder
+MODEL_TYPES = {"Wavelet Flow": "waveletflow", "MRCNF": "mrcnf", **{n: t for n, (t, _, _) in GLOWS.items()}}
 
 
 #: the baselines of the time-to-quality runs, by the key ``--against`` takes

@@ -41,7 +41,7 @@ from pathlib import Path
 from benchmarks import rows as rowfile
 from benchmarks.rows import cell
 from benchmarks.machine import machine
-from benchmarks.paths import DATA, REPO, SHARED, level_states
+from benchmarks.paths import DATA, REPO, SHARED, level_steps
 from waveletflow.models import build_model, default_config
 from waveletflow.models.capacity import fit_capacity
 
@@ -212,7 +212,7 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
     _, diverged = _run(train, DIVERGED)
     wall = time.perf_counter() - t0
     shown = [{str(run): "RUN", str(cfg): "SHAPE.json"}.get(c, c).replace(str(SHARED), "DATA") for c in train]
-    out = {"wall_s": round(wall, 1), "params": _params(model, config), "steps": steps_of(run),
+    out = {"wall_s": round(wall, 1), "params": _params(model, config), "steps": level_steps(run),
            "command": " ".join(shown)}
     if diverged:  # its last good checkpoint, if it wrote one, is what it trained
         out["diverged"] = diverged
@@ -221,11 +221,6 @@ def train_and_score(dataset: str, model: str, config: dict, lr: float, batch: in
         return {"bpd": None, "images": 0, **out}
     res = json.loads(scored)
     return {"bpd": round(res["bits_per_dim"], 5), "images": res["images"], **out}
-
-
-def steps_of(run: Path) -> dict[str, int]:
-    """Each level's optimiser steps, from the state files a run of ``train`` leaves (none for a level without)."""
-    return {name: int(state["step"]) for name, state in level_states(run).items() if "step" in state}
 
 
 def train_normflows(dataset: str, config: dict, lr: float, batch: int, budget: int, seed: int, split: str) -> dict:

@@ -494,14 +494,14 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
     assert "Not measured yet" in tuning.markdown({"rows": []})
 
 
-def test_tuning_rows_record_each_levels_steps(tmp_path):
-    from benchmarks import tuning
+def test_runs_report_each_levels_steps(tmp_path):
+    from benchmarks.paths import level_steps
 
     for level, step in (("level_00", 12), ("level_01", 345)):
         (tmp_path / level).mkdir()
         (tmp_path / level / "state.json").write_text(json.dumps({"step": step, "best_step": 10}))
     (tmp_path / "level_02").mkdir()  # a level killed before its first state file
-    assert tuning.steps_of(tmp_path) == {"level_00": 12, "level_01": 345}
+    assert level_steps(tmp_path) == {"level_00": 12, "level_01": 345}
 
 
 def test_tuning_verdict_compares_tuned_wavelet_flow_with_the_strongest_glow_seed_by_seed():
@@ -810,6 +810,17 @@ def test_highres_row_trains_every_contender_for_real(tmp_path, monkeypatch):
     monkeypatch.setattr(Ours, "train_for", never)
     monkeypatch.setattr(NormflowsGlow, "train_for", never)
     assert highres.run_one(16, 0, tmp_path, budget=1, batch=8, test_images=4)["models"] == row["models"]
+    # every point records each level's steps (Wavelet Flow's levels each their own); a row from before that record
+    # gets them back from its run folders, except normflows' Glow, which has none
+    wf, *glows = row["models"]
+    assert all(len(p["steps"]) > 1 for p in wf["curve"]) and all(list(g["curve"][-1]["steps"]) == ["level_00"] for g in glows)
+    old = json.loads(json.dumps(row | {"key": "photos16/seed0", "size": 16, "seed": 0}))
+    for m in old["models"]:
+        for p in m["curve"]:
+            del p["steps"]
+    assert highres.fill_steps(old, tmp_path) and not highres.fill_steps(old, tmp_path)
+    assert [[p.get("steps") for p in m["curve"]] for m in old["models"]] == \
+        [[p["steps"] for p in m["curve"]] for m in row["models"][:3]] + [[None]]
 
 
 def test_glow_at_the_published_scales_is_matched_in_parameters_at_256_px():
