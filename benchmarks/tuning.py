@@ -2,6 +2,7 @@
 only, and the best trial of each then runs the full budget with three seeds.
 
     python -m benchmarks tuning                    # a data set at a time: its trials, then its final runs (resumable)
+    python -m benchmarks tuning --check            # each contender's best two trials again, for the full budget
     python -m benchmarks tuning --report           # the tables, from the result file
 
 The grid, the same for every contender (Wavelet Flow, Glow, Glow with residual coupling, normflows' Glow): learning rate
@@ -58,6 +59,8 @@ BUDGET_S = 300
 SEEDS = (0, 1, 2)
 TEST_LIMIT = 2000
 WIDTHS = range(4, 1025, 2)
+#: the trials of each contender that ``--check`` trains again for the full budget: the best and the runner-up
+CHECK_RANKS = (1, 2)
 #: the images of each data set (C, H, W)
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -158,14 +161,24 @@ def final_key(dataset: str, model: str, seed: int) -> str:
     return f"final/{dataset}/{model}/seed{seed}"
 
 
+def check_key(dataset: str, model: str, rank: int) -> str:
+    return f"check/{dataset}/{model}/rank{rank}"
+
+
+def ranked_trials(rows: list[dict], dataset: str, model: str) -> list[dict]:
+    """The trials of ``model`` on ``dataset``, lowest validation bits/dim first (none before every trial ran; a
+    trial that diverged before it had a figure is left out)."""
+    mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (dataset, model)]
+    if len(mine) < len(trials()):
+        return []
+    return sorted((r for r in mine if r["val_bpd"] is not None), key=lambda r: r["val_bpd"])
+
+
 def best_trial(rows: list[dict], dataset: str, model: str) -> dict | None:
     """The trial of ``model`` on ``dataset`` with the lowest validation bits/dim (None before every trial ran;
     a trial that diverged before it had a figure never wins)."""
-    mine = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["model"]) == (dataset, model)]
-    scored = [r for r in mine if r["val_bpd"] is not None]
-    if len(mine) < len(trials()) or not scored:
-        return None
-    return min(scored, key=lambda r: r["val_bpd"])
+    ranked = ranked_trials(rows, dataset, model)
+    return ranked[0] if ranked else None
 
 
 def _env() -> dict:
@@ -309,6 +322,34 @@ def run_all(datasets: list[str], models: list[str], work: Path) -> None:
         print(f"[tuning] {k}: test {row['bits_per_dim']:.4f} bits/dim", flush=True)
 
 
+def run_checks(datasets: list[str], models: list[str], work: Path) -> None:
+    """Whether a trial's ranking holds for the full budget: the best :data:`CHECK_RANKS` trials of each contender
+    trained again for ``BUDGET_S`` seconds (the full budget's shape at the trial's depth, seed 0) and scored on the
+    same validation images, the tuning's own criterion; a data set at a time, the contenders in turn, skipping
+    the rows the result file holds."""
+    for dataset in datasets:
+        for rank in CHECK_RANKS:
+            for model in models:
+                k = check_key(dataset, model, rank)
+                rows = rowfile.load(RESULTS)["rows"]
+                if k in {r["key"] for r in rows}:
+                    continue
+                ranked = ranked_trials(rows, dataset, model)
+                if len(ranked) < rank:
+                    raise SystemExit(f"error: {model} on {dataset} has no trial of rank {rank} to check; "
+                                     "run `python -m benchmarks tuning` first")
+                t = ranked[rank - 1]
+                got = train_and_score(dataset, model, json.loads(_shape(model, SHAPES[dataset], BUDGET_S, t["depth"])),
+                                      t["lr"], t["batch"], BUDGET_S, 0, work / k.replace("/", "_"), "val")
+                row = {"key": k, "kind": "check", "dataset": dataset, "model": model, "rank": rank,
+                       "trial": t["key"], "lr": t["lr"], "depth": t["depth"], "batch": t["batch"],
+                       "trial_val_bpd": t["val_bpd"], "budget_s": BUDGET_S, "seed": 0, "val_bpd": got.pop("bpd"),
+                       **got}
+                rowfile.add(RESULTS, row, machine())
+                print(f"[tuning] {k}: validation at {BUDGET_S} s " + (f"{row['val_bpd']:.4f} bits/dim"
+                      if row["val_bpd"] is not None else "none (diverged)"), flush=True)
+
+
 def machines(rows: list[dict], dataset: str) -> str:
     """Which machine ran a data set's trials and its final runs (each with its count where there were several:
     at equal wall-clock a faster machine trains more steps, so such runs are not alike)."""
@@ -364,6 +405,9 @@ def markdown(result: dict) -> str:
         for r in sorted(finals, key=lambda r: (list(DATA).index(r["dataset"]), list(CONTENDERS).index(r["model"]))):
             steps = ", ".join(str(n) for n in r.get("steps", {}).values()) or "–"
             lines.append(f"| {r['dataset']} | {CONTENDERS[r['model']]} | {r['params'] / 1e6:.2f} M | {steps} |")
+    checked = check_table(rows)
+    if checked:
+        lines += ["", checked.rstrip("\n")]
     for d in datasets:
         ran = sum(1 for r in rows if r["kind"] == "trial" and r["dataset"] == d)
         whole = len(trials()) * len(CONTENDERS)
@@ -376,6 +420,44 @@ def markdown(result: dict) -> str:
         said = verdict(rows, d)
         if said:
             lines += ["", said]
+    return "\n".join(lines) + "\n"
+
+
+def check_table(rows: list[dict]) -> str:
+    """The check of :func:`run_checks`: per contender, its best two trials' validation bits/dim after the trial and
+    after the full budget, and in how many the best trial stayed ahead (empty before a check ran)."""
+    checks = {(r["dataset"], r["model"], r["rank"]): r for r in rows if r["kind"] == "check"}
+    if not checks:
+        return ""
+    lines = [f"Does a trial's ranking hold for the full budget? (`python -m benchmarks tuning --check`: each "
+             f"contender's best two trials trained again for {BUDGET_S} s, seed 0, scored on the same validation "
+             f"images; validation bits/dim after {TRIAL_S} s → after {BUDGET_S} s.)", "",
+             "| data | model | best trial: lr, depth, batch | its validation | runner-up: lr, depth, batch | "
+             "its validation | best still ahead |", "| --- " * 7 + "|"]
+    held = []
+    for d in DATA:
+        for m, name in CONTENDERS.items():
+            pair = [checks.get((d, m, rank)) for rank in CHECK_RANKS]
+            if not any(pair):
+                continue
+            cells = []
+            for r in pair:
+                if r is None:
+                    cells += ["–", "not run yet"]
+                    continue
+                after = "none (diverged)" if r["val_bpd"] is None else f"{r['val_bpd']:.3f}"
+                cells += [f"{r['lr']:g}, ×{r['depth']:g}, {r['batch']}", f"{r['trial_val_bpd']:.3f} → {after}"]
+            verdict = "–"
+            if all(r is not None for r in pair):
+                a, b = (r["val_bpd"] for r in pair)
+                ahead = b is None or (a is not None and a <= b)
+                held.append(ahead)
+                verdict = ("yes" if ahead else "no") + ("" if a is None or b is None else f" ({b - a:+.3f})")
+            lines.append(f"| {d} | {name} | " + " | ".join(cells) + f" | {verdict} |")
+    if held:
+        lines += ["", f"The best trial stayed ahead of the runner-up at {BUDGET_S} s for {sum(held)} of {len(held)} "
+                  "contenders checked (in brackets, the runner-up's figure minus the best's: above 0, the tuning's "
+                  "choice was right)."]
     return "\n".join(lines) + "\n"
 
 
@@ -444,9 +526,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="only print the tables of the result file")
     p.add_argument("--datasets", default=",".join(DATA))
     p.add_argument("--models", default=",".join(CONTENDERS))
+    p.add_argument("--check", action="store_true",
+                   help="train each contender's best two trials again for the full budget (after the grid)")
     p.add_argument("--work", default="runs/tuning")
     a = p.parse_args(argv)
-    if not a.report:
+    for given, known in ((a.datasets, DATA), (a.models, CONTENDERS)):
+        unknown = sorted(set(given.split(",")) - set(known))
+        if unknown:
+            p.error(f"unknown {unknown[0]!r}; choose among {', '.join(known)}")
+    if a.check:
+        run_checks(a.datasets.split(","), a.models.split(","), Path(a.work))
+    elif not a.report:
         run_all(a.datasets.split(","), a.models.split(","), Path(a.work))
     print(markdown(rowfile.load(RESULTS)), end="")  # python -m benchmarks report writes it into the pages
     return 0

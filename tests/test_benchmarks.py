@@ -494,6 +494,46 @@ def test_tuning_scores_trials_on_validation_and_trains_the_best_with_every_seed(
     assert "Not measured yet" in tuning.markdown({"rows": []})
 
 
+def test_tuning_check_trains_each_contenders_best_two_trials_for_the_full_budget_on_validation(tmp_path, monkeypatch):
+    """--check: the best and the runner-up trial of each contender, again at the full budget, seed 0, scored on
+    validation images only; resumable; the table says whether the best stayed ahead."""
+    from benchmarks import tuning
+
+    monkeypatch.setattr(tuning, "RESULTS", tmp_path / "tuning.json")
+    calls = []
+
+    def fake(dataset, model, config, lr, batch, budget, seed, run, split):
+        calls.append((model, lr, batch, budget, seed, split))
+        if budget == tuning.TRIAL_S:  # trials: lr 0.004 best, then 0.002 (batch 16 ahead of 32, depth as is)
+            as_is = json.loads(tuning._shape(model, tuning.SHAPES[dataset], budget, 1.0))["n_steps"]
+            bpd = 2.0 - lr * 100 + (batch == 32) * 0.5 + (config["n_steps"] != as_is) * 0.5
+        else:  # at the full budget the runner-up (lr 0.002) ends ahead for Glow, behind for the residual Glow
+            bpd = {("glow", 0.004): 1.5, ("glow", 0.002): 1.4, ("glow-residual", 0.004): 1.3}.get((model, lr), 1.45)
+        return {"bpd": bpd, "images": 10, "wall_s": 1.0, "params": 5_000_000, "command": "...", "steps": {}}
+
+    monkeypatch.setattr(tuning, "train_and_score", fake)
+    with pytest.raises(SystemExit, match="no trial of rank 1"):  # before the grid ran
+        tuning.run_checks(["mnist"], ["glow"], tmp_path)
+    tuning.run_all(["mnist"], ["glow", "glow-residual"], tmp_path)
+    calls.clear()
+    tuning.run_checks(["mnist"], ["glow", "glow-residual"], tmp_path)
+    assert [c[:2] for c in calls] == [("glow", 0.004), ("glow-residual", 0.004), ("glow", 0.002), ("glow-residual", 0.002)]
+    assert {c[2:] for c in calls} == {(16, tuning.BUDGET_S, 0, "val")}
+    calls.clear()
+    tuning.run_checks(["mnist"], ["glow", "glow-residual"], tmp_path)  # resumed: nothing left
+    assert calls == []
+    result = json.loads((tmp_path / "tuning.json").read_text())
+    check = next(r for r in result["rows"] if r["key"] == tuning.check_key("mnist", "glow", 2))
+    assert check["trial"].startswith("trial/mnist/glow/lr0.002/") and check["trial_val_bpd"] < 2.0
+    table = tuning.markdown(result)
+    assert "| mnist | Glow | 0.004, ×1, 16 | 1.600 → 1.500 | 0.002, ×1, 16 | 1.800 → 1.400 | no (-0.100) |" in table
+    assert "| mnist | Glow (residual coupling) | 0.004, ×1, 16 | 1.600 → 1.300 | 0.002, ×1, 16 | 1.800 → 1.450 | yes (+0.150) |" in table
+    assert "stayed ahead of the runner-up at 300 s for 1 of 2 contenders" in table
+    with pytest.raises(SystemExit) as exc:  # a data set it does not know: one line, exit status 2
+        tuning.main(["--check", "--datasets", "imagenet"])
+    assert exc.value.code == 2
+
+
 def test_runs_report_each_levels_steps(tmp_path):
     from benchmarks.paths import level_steps
 
