@@ -447,13 +447,13 @@ def check_table(rows: list[dict]) -> str:
                     continue
                 after = "none (diverged)" if r["val_bpd"] is None else f"{r['val_bpd']:.3f}"
                 cells += [f"{r['lr']:g}, ×{r['depth']:g}, {r['batch']}", f"{r['trial_val_bpd']:.3f} → {after}"]
-            verdict = "–"
+            held_cell = "–"
             if all(r is not None for r in pair):
                 a, b = (r["val_bpd"] for r in pair)
                 ahead = b is None or (a is not None and a <= b)
                 held.append(ahead)
-                verdict = ("yes" if ahead else "no") + ("" if a is None or b is None else f" ({b - a:+.3f})")
-            lines.append(f"| {d} | {name} | " + " | ".join(cells) + f" | {verdict} |")
+                held_cell = ("yes" if ahead else "no") + ("" if a is None or b is None else f" ({b - a:+.3f})")
+            lines.append(f"| {d} | {name} | " + " | ".join(cells) + f" | {held_cell} |")
     if held:
         lines += ["", f"The best trial stayed ahead of the runner-up at {BUDGET_S} s for {sum(held)} of {len(held)} "
                   "contenders checked (in brackets, the runner-up's figure minus the best's: above 0, the tuning's "
