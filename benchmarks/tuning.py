@@ -286,6 +286,13 @@ def schedule(datasets: list[str], models: list[str]) -> list[tuple[str, str, str
     return out
 
 
+def train_full_budget(dataset: str, model: str, trial: dict, seed: int, run: Path, split: str) -> dict:
+    """A trial's settings (learning rate, depth, batch) on the full budget's model, trained for ``BUDGET_S``
+    seconds and scored on ``split`` (:func:`train_and_score`)."""
+    config = json.loads(_shape(model, SHAPES[dataset], BUDGET_S, trial["depth"]))
+    return train_and_score(dataset, model, config, trial["lr"], trial["batch"], BUDGET_S, seed, run, split)
+
+
 def run_all(datasets: list[str], models: list[str], work: Path) -> None:
     """Every run of :func:`schedule`, skipping the rows the result file holds."""
     for kind, dataset, model, what in schedule(datasets, models):
@@ -311,9 +318,7 @@ def run_all(datasets: list[str], models: list[str], work: Path) -> None:
         best = best_trial(rowfile.load(RESULTS)["rows"], dataset, model)
         if best is None:
             raise SystemExit(f"error: every trial of {model} on {dataset} diverged; no setting to train")
-        config = json.loads(_shape(model, shape, BUDGET_S, best["depth"]))
-        got = train_and_score(dataset, model, config, best["lr"], best["batch"], BUDGET_S, seed,
-                              work / k.replace("/", "_"), "test")
+        got = train_full_budget(dataset, model, best, seed, work / k.replace("/", "_"), "test")
         row = {"key": k, "kind": "final", "dataset": dataset, "model": model, "budget_s": BUDGET_S,
                "seed": seed, "tuning": {"lr": best["lr"], "depth": best["depth"], "batch": best["batch"],
                                         "val_bpd": best["val_bpd"], "trial": best["key"]},
@@ -339,8 +344,7 @@ def run_checks(datasets: list[str], models: list[str], work: Path) -> None:
                     raise SystemExit(f"error: {model} on {dataset} has no trial of rank {rank} to check; "
                                      "run `python -m benchmarks tuning` first")
                 t = ranked[rank - 1]
-                got = train_and_score(dataset, model, json.loads(_shape(model, SHAPES[dataset], BUDGET_S, t["depth"])),
-                                      t["lr"], t["batch"], BUDGET_S, 0, work / k.replace("/", "_"), "val")
+                got = train_full_budget(dataset, model, t, 0, work / k.replace("/", "_"), "val")
                 row = {"key": k, "kind": "check", "dataset": dataset, "model": model, "rank": rank,
                        "trial": t["key"], "lr": t["lr"], "depth": t["depth"], "batch": t["batch"],
                        "trial_val_bpd": t["val_bpd"], "budget_s": BUDGET_S, "seed": 0, "val_bpd": got.pop("bpd"),
